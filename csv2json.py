@@ -1,0 +1,87 @@
+"""Step 2: turn data.csv into the conversation JSON the trainer reads, split into train and validation by image.
+
+    python csv2json.py
+    python csv2json.py --data_dir input/coco --val_size 4
+    python csv2json.py --config scripts/qwen2-vl-2b_coco.yaml
+
+Reads <data_dir>/data.csv (written by data2csv.py) and checks every row: an id that is not empty and not repeated,
+an image that exists and decodes, a caption that is not empty. Each good row becomes one conversation (the image and
+--prompt from the user, the caption from the assistant; vlmtune/formats.py shows the format) in <data_dir>/train.json
+or <data_dir>/val.json, all captions of one image on the same side. Every rejected row is listed with its reason in
+<data_dir>/rejected.csv, and the first few on screen: none is dropped silently.
+"""
+
+import csv
+import io
+import json
+import os
+import sys
+
+from config import DataConfig, parse
+from vlmtune.formats import check_row, read_csv, row_to_conversation, split_by_image
+
+SHOWN_REJECTIONS = 10  # printed on screen; rejected.csv holds them all
+
+
+def write_atomically(path, text):
+    """Write through a temporary file and os.replace, so an interrupted run never leaves half a file behind."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
+def main(argv=None):
+    # ------------------------------------------------------------------ Config
+    (data,) = parse(argv, DataConfig)
+    data_dir = data.resolved_data_dir
+    csv_path = os.path.join(data_dir, "data.csv")
+    rejected_path = os.path.join(data_dir, "rejected.csv")
+    if not os.path.isfile(csv_path):
+        sys.exit(f"{csv_path} not found: run `python data2csv.py` first (with the same --source or --data_dir)")
+
+    # ------------------------------------------------------------------ Check
+    rows = read_csv(csv_path)
+    good, rejected = [], []
+    first_row_of = {}  # id -> number of the data row that first used it (1 = the row after the header)
+    for number, row in enumerate(rows, start=1):
+        reason = check_row(row, data_dir)
+        if row["id"] in first_row_of:
+            reason = f"duplicate id (first used on data row {first_row_of[row['id']]})"
+        elif row["id"]:
+            first_row_of[row["id"]] = number
+        else:
+            reason = f"{reason} (data row {number})"  # no id to find the row by
+        if reason is None:
+            good.append(row)
+        else:
+            rejected.append({"id": row["id"], "reason": reason})
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["id", "reason"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rejected)
+    write_atomically(rejected_path, buffer.getvalue())
+
+    listed = f" (all listed in {rejected_path})" if rejected else ""
+    print(f"{csv_path}: rows read: {len(rows)}, rows rejected: {len(rejected)}{listed}")
+    for entry in rejected[:SHOWN_REJECTIONS]:
+        print(f"  {entry['id']}: {entry['reason']}")
+    if len(rejected) > SHOWN_REJECTIONS:
+        print(f"  ... and {len(rejected) - SHOWN_REJECTIONS} more")
+    if not good:
+        sys.exit(f"every row of {csv_path} was rejected, so nothing was written; see {rejected_path}")
+
+    # ------------------------------------------------------------------ Split and save
+    train, val = split_by_image(good, data.val_size, data.split_seed)
+    for name, split in (("train", train), ("val", val)):
+        path = os.path.join(data_dir, f"{name}.json")
+        # The JSON files sit beside data.csv, so its image paths (relative to that folder, or absolute) stay valid.
+        records = [row_to_conversation(row, data.prompt, row["image_path"]) for row in split]
+        write_atomically(path, json.dumps(records, ensure_ascii=False, indent=2) + "\n")
+        n_images = len({row["image_path"] for row in split})
+        print(f"wrote {path} (conversations: {len(records)}, images: {n_images})")
+
+
+if __name__ == "__main__":
+    main()

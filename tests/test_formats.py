@@ -1,0 +1,309 @@
+"""Unit tests of vlmtune/formats.py: hand-written rows and records, tiny images in tmp_path, exact outputs."""
+
+import json
+import os
+import random
+
+import pytest
+from PIL import Image
+
+from vlmtune.formats import (
+    check_row,
+    load_conversations,
+    read_csv,
+    row_to_conversation,
+    split_by_image,
+    to_messages,
+)
+
+
+def write_image(path, size=(4, 4), colour=(200, 30, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def write_truncated(path, keep):
+    """An image cut short, as an interrupted download leaves it (noise, so the compressed data is not tiny)."""
+    rng = random.Random(0)
+    image = Image.new("RGB", (32, 32))
+    image.putdata([tuple(rng.randrange(256) for _ in range(3)) for _ in range(32 * 32)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: keep(len(data))])
+    return path
+
+
+def rows_of(n_images, captions_per_image=1):
+    return [{"id": f"{image}-{caption}", "image_path": f"images/{image}.png", "caption": f"caption {caption}"}
+            for image in range(n_images) for caption in range(captions_per_image)]
+
+
+def val_images(val):
+    return {row["image_path"] for row in val}
+
+
+# ---------------------------------------------------------------- CSV
+
+
+def test_read_csv_returns_rows_with_cells_stripped(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text('id,image_path,caption\n a-1 ,images/a.png,"A red square, small. "\n', encoding="utf-8")
+    assert read_csv(path) == [{"id": "a-1", "image_path": "images/a.png", "caption": "A red square, small."}]
+
+
+def test_read_csv_ignores_the_byte_order_mark_excel_writes(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("id,image_path,caption\na-1,images/a.png,A red square.\n", encoding="utf-8-sig")
+    assert read_csv(path)[0]["id"] == "a-1"
+
+
+def test_read_csv_names_the_file_and_the_missing_column(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("id,image,caption\na-1,images/a.png,A red square.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"data\.csv: no 'image_path' column"):
+        read_csv(path)
+
+
+def test_read_csv_rejects_a_row_with_more_cells_than_columns(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("id,image_path,caption\na-1,images/a.png,A red square, small.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"data\.csv, line 2: more cells than columns"):
+        read_csv(path)
+
+
+def test_row_to_conversation_is_the_tutorial_format():
+    row = {"id": "a-1", "image_path": "images/a.png", "caption": "A red square."}
+    assert row_to_conversation(row, "Describe this image.", "images/a.png") == {
+        "id": "a-1",
+        "conversations": [
+            {"from": "user", "value": "<|vision_start|>images/a.png<|vision_end|>Describe this image."},
+            {"from": "assistant", "value": "A red square."},
+        ],
+    }
+
+
+def test_check_row_accepts_a_good_row_with_a_relative_or_absolute_path(tmp_path):
+    image = write_image(tmp_path / "images" / "a.png")
+    assert check_row({"id": "a-1", "image_path": "images/a.png", "caption": "A red square."}, tmp_path) is None
+    assert check_row({"id": "a-1", "image_path": str(image), "caption": "A red square."}, "/elsewhere") is None
+
+
+def test_check_row_gives_the_reason_a_row_is_bad(tmp_path):
+    write_image(tmp_path / "images" / "a.png")
+    good = {"id": "a-1", "image_path": "images/a.png", "caption": "A red square."}
+    missing = os.path.join(tmp_path, "images/missing.png")
+    assert check_row({**good, "id": "  "}, tmp_path) == "empty id"
+    assert check_row({**good, "caption": " \t"}, tmp_path) == "empty caption"
+    assert check_row({**good, "image_path": ""}, tmp_path) == "empty image_path"
+    assert check_row({**good, "image_path": "images/missing.png"}, tmp_path) == f"image not found: {missing}"
+
+
+# A PNG without its last 12 bytes (the IEND chunk) still loads: only verify() notices. A cut JPEG passes verify().
+@pytest.mark.parametrize("name, keep", [
+    ("half.png", lambda size: size // 2),
+    ("no-end.png", lambda size: size - 12),
+    ("half.jpg", lambda size: size // 2),
+])
+def test_check_row_catches_a_truncated_image(tmp_path, name, keep):
+    write_truncated(tmp_path / "images" / name, keep)
+    reason = check_row({"id": "a-1", "image_path": f"images/{name}", "caption": "A red square."}, tmp_path)
+    assert reason.startswith(f"image does not decode: {os.path.join(tmp_path, 'images', name)} (")
+
+
+def test_check_row_catches_a_file_that_is_no_image(tmp_path):
+    (tmp_path / "a.png").write_text("not an image")
+    reason = check_row({"id": "a-1", "image_path": "a.png", "caption": "A red square."}, tmp_path)
+    assert reason.startswith("image does not decode:")
+
+
+# ---------------------------------------------------------------- split
+
+
+def test_split_is_deterministic_for_a_seed():
+    rows = rows_of(20)
+    assert split_by_image(rows, 5, seed=3) == split_by_image(rows, 5, seed=3)
+
+
+def test_split_changes_with_the_seed():
+    rows = rows_of(20)
+    assert val_images(split_by_image(rows, 5, seed=0)[1]) != val_images(split_by_image(rows, 5, seed=1)[1])
+
+
+def test_split_does_not_depend_on_the_order_of_the_rows():
+    rows = rows_of(20)
+    assert val_images(split_by_image(rows, 5, seed=0)[1]) == val_images(split_by_image(rows[::-1], 5, seed=0)[1])
+
+
+def test_split_keeps_the_captions_of_one_image_together_and_keeps_row_order():
+    rows = rows_of(10, captions_per_image=5)
+    train, val = split_by_image(rows, 0.2, seed=0)
+    assert len(val_images(val)) == 2 and len(val) == 10
+    assert val_images(train).isdisjoint(val_images(val))
+    assert train == [row for row in rows if row not in val]
+    assert val == [row for row in rows if row in val]
+
+
+def test_val_size_of_one_or_more_is_a_count_of_images():
+    train, val = split_by_image(rows_of(8, captions_per_image=5), 3, seed=0)
+    assert (len(val_images(train)), len(val_images(val))) == (5, 3)
+
+
+def test_val_size_below_one_is_a_fraction_of_images():
+    train, val = split_by_image(rows_of(8, captions_per_image=5), 0.25, seed=0)
+    assert (len(val_images(train)), len(val_images(val))) == (6, 2)
+
+
+def test_a_fraction_holds_out_at_least_one_image_when_there_are_two():
+    assert len(split_by_image(rows_of(2), 0.01, seed=0)[1]) == 1
+    assert split_by_image(rows_of(1), 0.01, seed=0) == (rows_of(1), [])
+
+
+@pytest.mark.parametrize("val_size, message", [
+    (8, "holds out 8 of the 8 images, leaving none to train on"),
+    (0.9, "holds out 4 of the 4 images"),
+    (2.5, "must be a whole number"),
+    (0, "must be a fraction"),
+])
+def test_too_large_or_invalid_val_size_raises(val_size, message):
+    rows = rows_of(8 if val_size == 8 else 4)
+    with pytest.raises(ValueError, match=message):
+        split_by_image(rows, val_size, seed=0)
+
+
+def test_split_groups_conversations_by_their_images():
+    def record(id, *paths):
+        images = "".join(f"<|vision_start|>{path}<|vision_end|>" for path in paths)
+        return {"id": id, "conversations": [{"from": "user", "value": images + "Describe."},
+                                            {"from": "assistant", "value": "Text."}]}
+
+    # "pair" joins a.png and b.png, and "a-again" reaches a.png through a differently written path.
+    records = [record("a", "images/a.png"), record("pair", "images/a.png", "images/b.png"),
+               record("a-again", "images/./a.png"), record("b", "images/b.png"), record("c", "images/c.png"),
+               record("d", "images/d.png")]
+    for seed in range(10):
+        train, val = split_by_image(records, 1, seed=seed)
+        ids = {r["id"] for r in val}
+        assert ids in ({"c"}, {"d"}, {"a", "pair", "a-again", "b"})
+
+
+# ---------------------------------------------------------------- messages
+
+
+def test_to_messages_of_a_csv2json_record(tmp_path):
+    record = {"id": "a-1", "conversations": [
+        {"from": "user", "value": "<|vision_start|>images/a.png<|vision_end|>Describe this image."},
+        {"from": "assistant", "value": "A red square."},
+    ]}
+    assert to_messages(record, tmp_path) == [
+        {"role": "user", "content": [{"type": "image", "image": os.path.join(tmp_path, "images", "a.png")},
+                                     {"type": "text", "text": "Describe this image."}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A red square."}]},
+    ]
+
+
+def test_to_messages_keeps_text_before_and_after_the_image_in_order(tmp_path):
+    record = {"id": "q", "conversations": [
+        {"from": "user", "value": "Look: <|vision_start|>a.png<|vision_end|> What colour is it?"},
+        {"from": "assistant", "value": "Red."},
+    ]}
+    assert to_messages(record, tmp_path)[0]["content"] == [
+        {"type": "text", "text": "Look: "},
+        {"type": "image", "image": os.path.join(tmp_path, "a.png")},
+        {"type": "text", "text": " What colour is it?"},
+    ]
+
+
+def test_to_messages_reads_two_images_and_keeps_an_absolute_path(tmp_path):
+    record = {"id": "two", "conversations": [
+        {"from": "user",
+         "value": "<|vision_start|>a.png<|vision_end|>\n<|vision_start|>/data/b.png<|vision_end|>Same?"},
+        {"from": "assistant", "value": "No."},
+    ]}
+    assert to_messages(record, tmp_path)[0]["content"] == [
+        {"type": "image", "image": os.path.join(tmp_path, "a.png")},
+        {"type": "image", "image": "/data/b.png"},
+        {"type": "text", "text": "Same?"},
+    ]
+
+
+def test_to_messages_reads_human_gpt_and_system_roles_over_several_turns(tmp_path):
+    record = {"id": "chat", "conversations": [
+        {"from": "system", "value": "You describe images."},
+        {"from": "human", "value": "<|vision_start|>a.png<|vision_end|>What is it?"},
+        {"from": "gpt", "value": "A square."},
+        {"from": "human", "value": "What colour?"},
+        {"from": "gpt", "value": "Red."},
+    ]}
+    messages = to_messages(record, tmp_path)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert messages[0]["content"] == [{"type": "text", "text": "You describe images."}]
+    assert messages[3]["content"] == [{"type": "text", "text": "What colour?"}]
+    assert messages[4]["content"] == [{"type": "text", "text": "Red."}]
+
+
+def user(value):
+    return {"from": "user", "value": value}
+
+
+def assistant(value):
+    return {"from": "assistant", "value": value}
+
+
+@pytest.mark.parametrize("conversations, message", [
+    (None, "no 'conversations' list"),
+    ([], "no 'conversations' list"),
+    ([{"from": "bot", "value": "Hi."}, assistant("A.")], "turn 1: unknown role 'bot'"),
+    ([user("<|vision_start|>a.png Describe."), assistant("A.")], "turn 1: unbalanced vision markers"),
+    ([user("a.png<|vision_end|>Describe."), assistant("A.")], "turn 1: unbalanced vision markers"),
+    ([user("<|vision_start|><|vision_start|>a.png<|vision_end|>"), assistant("A.")], "unbalanced vision markers"),
+    ([user("<|vision_start|> <|vision_end|>Describe."), assistant("A.")], "no image path"),
+    ([user("Describe."), assistant("  ")], "turn 2: empty assistant turn"),
+    ([user("Describe."), assistant("<|vision_start|>a.png<|vision_end|>")], "turn 2: an image in a turn of the"),
+    ([assistant("A."), user("Describe.")], "turns must alternate"),
+    ([user("Describe.")], "turns must alternate"),
+    ([user("Describe."), "A."], "turn 2: expected an object"),
+])
+def test_a_malformed_record_raises_naming_its_id(conversations, message):
+    record = {"id": "broken-7"} if conversations is None else {"id": "broken-7", "conversations": conversations}
+    with pytest.raises(ValueError, match=r"record 'broken-7'") as error:
+        to_messages(record, "/data")
+    assert message in str(error.value)
+
+
+# ---------------------------------------------------------------- JSON files
+
+
+def write_json(path, value):
+    path.write_text(json.dumps(value), encoding="utf-8")
+    return path
+
+
+def test_load_conversations_reads_back_a_valid_file(tmp_path):
+    write_image(tmp_path / "images" / "a.png")
+    records = [row_to_conversation({"id": "a-1", "caption": "A red square."}, "Describe.", "images/a.png")]
+    assert load_conversations(write_json(tmp_path / "train.json", records)) == records
+
+
+def test_load_conversations_names_the_file_and_the_record(tmp_path):
+    write_image(tmp_path / "a.png")
+    good = row_to_conversation({"id": "ok", "caption": "A."}, "Describe.", "a.png")
+    path = write_json(tmp_path / "train.json", [good, {"id": "bad-2", "conversations": [user("Hi.")]}])
+    with pytest.raises(ValueError, match=r"train\.json: record 'bad-2': turns must alternate"):
+        load_conversations(path)
+
+
+def test_load_conversations_names_a_missing_image(tmp_path):
+    path = write_json(tmp_path / "train.json",
+                      [row_to_conversation({"id": "gone", "caption": "A."}, "Describe.", "images/gone.png")])
+    with pytest.raises(FileNotFoundError, match=r"train\.json: record 'gone': image not found: .*images/gone\.png"):
+        load_conversations(path)
+
+
+def test_load_conversations_wants_a_list(tmp_path):
+    with pytest.raises(ValueError, match=r"train\.json: expected a list of conversation records, found a dict"):
+        load_conversations(write_json(tmp_path / "train.json", {"id": "a"}))
+    (tmp_path / "val.json").write_text("[{", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"val\.json: not valid JSON"):
+        load_conversations(tmp_path / "val.json")

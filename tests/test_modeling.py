@@ -1,0 +1,348 @@
+"""Tests of vlmtune/modeling.py: the offline Qwen2 tokenizer, the tiny Qwen2-VL, its processor, LoRA and the dtype rule.
+
+Unit tests need nothing; the comparisons with the real Qwen2-VL files read ../shared/fixtures and skip without it; the
+smoke test runs three real Trainer steps of LoRA on the tiny model.
+"""
+
+import copy
+import functools
+import json
+import math
+import re
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoProcessor, AutoTokenizer, Trainer, TrainingArguments
+
+from vlmtune import world
+from vlmtune.collator import TrainCollator, count_tokens, open_images
+from vlmtune.modeling import (
+    QWEN2_SPECIAL_TOKENS,
+    QWEN2_VL_CHAT_TEMPLATE,
+    add_lora,
+    build_qwen2_tokenizer,
+    build_tiny_qwen2_vl,
+    load_processor,
+    lora_target_regex,
+    tiny_qwen2_vl_config,
+    training_dtype,
+)
+
+LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+IMAGE_PAD_ID = 151655
+# "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n", which the template adds before the first user turn.
+SYSTEM_TURN = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_qwen2_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """(model, processor), built once: tests that train copy the model first."""
+    return build_tiny_qwen2_vl()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tiny, tmp_path_factory):
+    model, processor = tiny
+    path = tmp_path_factory.mktemp("tiny-qwen2-vl")
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_processor_with_limits(tiny_dir):
+    """load_processor on the saved tiny model, loaded once per pair of pixel limits."""
+    return functools.cache(lambda min_pixels, max_pixels: load_processor(str(tiny_dir), min_pixels, max_pixels))
+
+
+@functools.cache
+def real_tokenizer(path):
+    return AutoTokenizer.from_pretrained(path)
+
+
+@functools.cache
+def real_processor(path):
+    return AutoProcessor.from_pretrained(path)
+
+
+def read_json(path):
+    return json.loads(path.read_text())
+
+
+def image_turn(size, text="Describe this image."):
+    width, height = size
+    return {"role": "user", "content": [{"type": "image", "image": Image.new("RGB", (width, height), (200, 30, 30))},
+                                        {"type": "text", "text": text}]}
+
+
+def reply(text):
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+# ---------------------------------------------------------------- tokenizer
+
+
+def test_special_tokens_take_ids_151643_to_151656_in_order(tokenizer):
+    assert tokenizer.convert_tokens_to_ids(list(QWEN2_SPECIAL_TOKENS)) == list(range(151643, 151657))
+    assert len(tokenizer) == 151657
+    for token_id, token in enumerate(QWEN2_SPECIAL_TOKENS, start=151643):
+        assert tokenizer(token, add_special_tokens=False)["input_ids"] == [token_id]
+        assert tokenizer.decode([token_id]) == token
+    assert (tokenizer.eos_token, tokenizer.pad_token, tokenizer.bos_token) == ("<|im_end|>", "<|endoftext|>", None)
+
+
+def test_tokenizer_normalises_combining_marks_to_nfc(tokenizer):
+    decomposed = tokenizer("cafe\u0301 \u1100\u1161", add_special_tokens=False)["input_ids"]
+    composed = tokenizer("caf\u00e9 \uac00", add_special_tokens=False)["input_ids"]
+    assert decomposed == composed
+
+
+def test_tokenizer_gives_the_real_qwen2_ids_on_every_test_vector(tokenizer, fixtures_dir):
+    vectors = read_json(fixtures_dir / "qwen2-tokenizer-vectors" / "transformersjs_qwen2_test_vectors.json")
+    cases = vectors["Xenova/Qwen1.5-0.5B-Chat"]
+    assert len(cases) == 25
+    wrong_ids = {name: case["text"] for name, case in cases.items()
+                 if tokenizer(case["text"], add_special_tokens=False)["input_ids"] != case["ids"]}
+    wrong_decoding = {name: case["text"] for name, case in cases.items()
+                      if tokenizer.decode(case["ids"]) != case["decoded"]}
+    assert wrong_ids == {}
+    assert wrong_decoding == {}
+
+
+@pytest.mark.parametrize("text", [
+    "A large red circle at the top left.",
+    "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>What is it?<|im_end|>\n<|im_start|>assistant\n",
+    "<|endoftext|><|box_start|>(12,34),(56,78)<|box_end|><|video_pad|>",
+    "你好，世界！这是一个测试。",
+    "cafe\u0301 na\u0308ive \u1100\u1161 \u0041\u030a",  # combining marks and Hangul jamo, composed by NFC
+    "  two  spaces,\ttab\n\nnewlines 1234567 and émoji 👩‍👩‍👧",
+])
+def test_tokenizer_gives_the_same_ids_as_the_real_tokenizer_files(tokenizer, fixtures_dir, text):
+    real = real_tokenizer(fixtures_dir / "qwen2-vl-2b-instruct")
+    assert tokenizer(text)["input_ids"] == real(text)["input_ids"]
+
+
+# ---------------------------------------------------------------- chat template
+
+
+@pytest.mark.parametrize("model_dir", ["qwen2-vl-2b-instruct", "qwen2.5-vl-7b-instruct"])
+def test_chat_template_is_the_real_instruct_template(fixtures_dir, model_dir):
+    assert QWEN2_VL_CHAT_TEMPLATE == read_json(fixtures_dir / model_dir / "chat_template.json")["chat_template"]
+
+
+def test_chat_template_renders_system_prompt_image_and_reply(tiny):
+    _, processor = tiny
+    messages = [image_turn((56, 56), "What is in the picture?"), reply("A large red circle at the top left.")]
+    assert processor.apply_chat_template(messages, tokenize=False) == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>What is in the picture?<|im_end|>\n"
+        "<|im_start|>assistant\nA large red circle at the top left.<|im_end|>\n"
+    )
+    assert processor.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True) == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>What is in the picture?<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+@pytest.mark.parametrize("add_generation_prompt", [False, True])
+def test_tiny_processor_renders_conversations_like_the_real_processor(tiny, fixtures_dir, add_generation_prompt):
+    _, processor = tiny
+    real = real_processor(fixtures_dir / "qwen2-vl-2b-instruct")
+    conversations = [
+        [image_turn((56, 56), "What is in the picture?"), reply("A large red circle at the top left.")],
+        [{"role": "system", "content": [{"type": "text", "text": "Answer in one word."}]},
+         image_turn((56, 56), "Colour?"), reply("red"),
+         {"role": "user", "content": [{"type": "text", "text": "Shape?"}]}, reply("circle")],
+    ]
+    for messages in conversations:
+        rendered = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        expected = real.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        assert rendered == expected
+    assert SYSTEM_TURN not in processor.apply_chat_template(conversations[1], tokenize=False)
+
+
+# ---------------------------------------------------------------- config and image processor
+
+
+def test_tiny_config_shares_the_real_token_ids_vocabulary_and_vision_patching(fixtures_dir):
+    real = read_json(fixtures_dir / "qwen2-vl-2b-instruct" / "config.json")
+    tiny = tiny_qwen2_vl_config()
+    for name in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id"):
+        assert getattr(tiny, name) == real[name], name
+    text = tiny.text_config
+    assert (text.bos_token_id, text.eos_token_id) == (real["bos_token_id"], real["eos_token_id"])
+    assert tiny.text_config.vocab_size == real["vocab_size"] == 151936
+    assert tiny.tie_word_embeddings is tiny.text_config.tie_word_embeddings is real["tie_word_embeddings"] is True
+    for name in ("patch_size", "spatial_merge_size", "temporal_patch_size"):
+        assert getattr(tiny.vision_config, name) == real["vision_config"][name], name
+    assert tiny.model_type == real["model_type"]
+
+
+def test_mrope_sections_cover_half_the_head_dim_as_in_the_real_config(fixtures_dir):
+    real = read_json(fixtures_dir / "qwen2-vl-2b-instruct" / "config.json")
+    assert real["hidden_size"] // real["num_attention_heads"] // 2 == sum(real["rope_scaling"]["mrope_section"]) == 64
+    text = tiny_qwen2_vl_config().text_config
+    assert text.hidden_size // text.num_attention_heads // 2 == sum(text.rope_parameters["mrope_section"]) == 16
+
+
+def test_tiny_image_processor_settings_equal_the_real_preprocessor_config(tiny, fixtures_dir):
+    real = read_json(fixtures_dir / "qwen2-vl-2b-instruct" / "preprocessor_config.json")
+    image_processor = tiny[1].image_processor
+    settings = {
+        "min_pixels": image_processor.size["shortest_edge"],
+        "max_pixels": image_processor.size["longest_edge"],
+        "image_mean": list(image_processor.image_mean),
+        "image_std": list(image_processor.image_std),
+        "patch_size": image_processor.patch_size,
+        "merge_size": image_processor.merge_size,
+        "temporal_patch_size": image_processor.temporal_patch_size,
+    }
+    assert settings == {name: real[name] for name in settings}
+
+
+# ---------------------------------------------------------------- image tokens
+
+
+def smart_resize_by_hand(height, width, min_pixels, max_pixels, factor=28):
+    """Qwen2-VL's documented rule: each side to the nearest multiple of 28, then scaled, keeping the aspect ratio,
+    down (floor) into max_pixels or up (ceil) into min_pixels."""
+    resized_height, resized_width = round(height / factor) * factor, round(width / factor) * factor
+    if resized_height * resized_width > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        resized_height = max(factor, math.floor(height / beta / factor) * factor)
+        resized_width = max(factor, math.floor(width / beta / factor) * factor)
+    elif resized_height * resized_width < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        resized_height = math.ceil(height * beta / factor) * factor
+        resized_width = math.ceil(width * beta / factor) * factor
+    return resized_height, resized_width
+
+
+@pytest.mark.parametrize("min_pixels, max_pixels", [(56 * 56, 28 * 28 * 64), (28 * 28 * 16, 28 * 28 * 256)])
+@pytest.mark.parametrize("width, height", [(640, 480), (112, 112), (300, 97), (1000, 30), (20, 20)])
+def test_image_pad_count_follows_smart_resize_and_count_tokens_predicts_length(
+        tiny_processor_with_limits, width, height, min_pixels, max_pixels):
+    processor = tiny_processor_with_limits(min_pixels, max_pixels)
+    size = processor.image_processor.size
+    assert (size["shortest_edge"], size["longest_edge"]) == (min_pixels, max_pixels)
+    messages = [image_turn((width, height)), reply("A red circle.")]
+    text = processor.apply_chat_template(messages, tokenize=False)
+    input_ids = processor(text=[text], images=[open_images(messages)], return_tensors="pt")["input_ids"][0]
+
+    resized_height, resized_width = smart_resize_by_hand(height, width, min_pixels, max_pixels)
+    assert min_pixels <= resized_height * resized_width <= max_pixels
+    assert int((input_ids == IMAGE_PAD_ID).sum()) == (resized_height // 28) * (resized_width // 28)
+    assert count_tokens(processor, messages) == len(input_ids)
+
+
+def test_smart_resize_by_hand_on_worked_examples():
+    # 640x480 into 64 tokens: sqrt(307200 / 50176) = 2.47, so 480 -> 168 and 640 -> 252, a 6 x 9 grid of tokens.
+    assert smart_resize_by_hand(480, 640, 56 * 56, 28 * 28 * 64) == (168, 252)
+    # 20x20 is below 56x56: scaled up by 2.8 and rounded up to 56x56, 4 tokens.
+    assert smart_resize_by_hand(20, 20, 56 * 56, 28 * 28 * 64) == (56, 56)
+    # 1000x30: 30 rounds to 28 and 1000 to 1008; 28224 pixels fit, one row of 36 tokens.
+    assert smart_resize_by_hand(30, 1000, 56 * 56, 28 * 28 * 64) == (28, 1008)
+
+
+def test_real_processor_gives_391_image_tokens_for_640x480(fixtures_dir):
+    real = real_processor(fixtures_dir / "qwen2-vl-2b-instruct")
+    prompt = [image_turn((640, 480))]
+    text = real.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    inputs = real(text=[text], images=[open_images(prompt)], return_tensors="pt")
+    assert inputs["image_grid_thw"].tolist() == [[1, 34, 46]]
+    assert int((inputs["input_ids"] == IMAGE_PAD_ID).sum()) == 391 == 34 * 46 // 4
+    assert inputs["input_ids"].shape == (1, 416)
+    assert smart_resize_by_hand(480, 640, 3136, 12845056) == (476, 644)
+
+    messages = prompt + [reply("A red circle.")]
+    text = real.apply_chat_template(messages, tokenize=False)
+    assert count_tokens(real, messages) == len(real(text=[text], images=[open_images(messages)])["input_ids"][0])
+
+
+# ---------------------------------------------------------------- LoRA
+
+
+def test_lora_target_regex_matches_language_model_projections_only():
+    pattern = lora_target_regex(["gate_proj", "q_proj"])
+    assert re.fullmatch(pattern, "model.language_model.layers.0.mlp.gate_proj")
+    assert re.fullmatch(pattern, "model.language_model.layers.27.self_attn.q_proj")
+    # Qwen2.5-VL's vision blocks have gate/up/down projections of their own.
+    assert not re.fullmatch(pattern, "model.visual.blocks.0.mlp.gate_proj")
+    assert not re.fullmatch(pattern, "model.language_model.layers.0.self_attn.k_proj")
+    assert not re.fullmatch(pattern, "model.language_model.layers.0.mlp.gate_proj.lora_A")
+
+
+def test_lora_lands_on_the_seven_projections_of_each_of_the_four_language_layers(tiny):
+    model = add_lora(copy.deepcopy(tiny[0]), r=4, alpha=8, dropout=0.0, module_names=LORA_MODULES)
+    wrapped = sorted(name.removeprefix("base_model.model.").removesuffix(".lora_A")
+                     for name, _ in model.named_modules() if name.endswith(".lora_A"))
+    expected = sorted(f"model.language_model.layers.{layer}.{block}.{projection}"
+                      for layer in range(4)
+                      for block, projections in (("self_attn", LORA_MODULES[:4]), ("mlp", LORA_MODULES[4:]))
+                      for projection in projections)
+    assert len(expected) == 4 * 7
+    assert wrapped == expected
+    assert not [name for name, _ in model.named_parameters() if "visual" in name and "lora_" in name]
+    trainable = sorted(name for name, parameter in model.named_parameters() if parameter.requires_grad)
+    assert len(trainable) == 2 * 28 and all(".lora_A." in name or ".lora_B." in name for name in trainable)
+
+
+def world_examples(n, image_size=56):
+    """Caption conversations from the synthetic world, with in-memory images."""
+    examples = []
+    for index in range(n):
+        scene = world.make_scene(seed=3, index=index, image_size=image_size)
+        messages = [{"role": "user", "content": [{"type": "image", "image": scene.render()},
+                                                 {"type": "text", "text": "Describe the image."}]},
+                    reply(world.caption(scene))]
+        examples.append({"id": scene.id, "messages": messages})
+    return examples
+
+
+def test_three_trainer_steps_change_every_lora_b_and_no_base_weight(tiny, tmp_path):
+    model, processor = tiny
+    model = add_lora(copy.deepcopy(model), r=4, alpha=8, dropout=0.0, module_names=LORA_MODULES)
+    before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    lora_b = [name for name in before if ".lora_B." in name]
+    assert len(lora_b) == 28 and all(not before[name].any() for name in lora_b)  # peft starts B at zero
+
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-2,
+                             report_to=[], save_strategy="no", remove_unused_columns=False, logging_steps=1,
+                             dataloader_num_workers=0, disable_tqdm=True, seed=0)
+    trainer = Trainer(model=model, args=args, train_dataset=world_examples(6),
+                      data_collator=TrainCollator(processor))
+    trainer.train()
+
+    assert trainer.state.global_step == 3
+    after = {name: parameter.detach().cpu() for name, parameter in model.named_parameters()}
+    assert [name for name in lora_b if torch.equal(before[name], after[name])] == []
+    base = [name for name in before if "lora_" not in name]
+    assert len(base) == len(list(tiny[0].parameters()))
+    assert [name for name in base if not torch.equal(before[name], after[name])] == []
+
+
+# ---------------------------------------------------------------- dtype
+
+
+def test_training_dtype_refuses_fp16_for_qwen_naming_fp16_and_bf16(tiny_dir, tmp_path):
+    args = TrainingArguments(output_dir=str(tmp_path), fp16=True, report_to=[])
+    with pytest.raises(SystemExit, match=r"(?s)--fp16.*qwen2_vl.*--bf16"):
+        training_dtype(args, str(tiny_dir))
+
+
+def test_training_dtype_is_fp32_on_cpu_without_flags(tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
+    assert training_dtype(args, str(tiny_dir)) == torch.float32
+
+
+def test_training_dtype_is_bf16_when_asked(tiny_dir, tmp_path):
+    args = TrainingArguments(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to=[])
+    assert training_dtype(args, str(tiny_dir)) == torch.bfloat16

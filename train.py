@@ -1,0 +1,77 @@
+"""Step 4: LoRA fine-tuning with the transformers Trainer, watched in SwanLab.
+
+    sh train.sh                                          # the offline job: tiny model, synthetic world, CPU
+    sh train.sh --config scripts/qwen2-vl-2b_coco.yaml   # the real run on a GPU
+    sh train.sh --deepspeed scripts/zero2.json           # any Trainer flag works as it is
+
+Reads <data_dir>/train.json (csv2json.py) and the base model in <model_dir> (load_model.py); writes the adapter and
+run_config.json (everything test.py needs) to --output_dir.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from transformers import Trainer, TrainingArguments
+
+import config
+from vlmtune.collator import TrainCollator, drop_overlong
+from vlmtune.formats import load_conversations, to_messages
+from vlmtune.modeling import add_lora, load_model, load_processor, training_dtype
+from vlmtune.tracking import choose_swanlab_mode
+
+
+def main(argv=None):
+    # ---- Config
+    data_cfg, model_cfg, lora_cfg, args = config.parse(
+        argv, config.DataConfig, config.ModelConfig, config.LoraConfig, TrainingArguments,
+        defaults=config.TRAINING_DEFAULTS)
+    model_dir = model_cfg.resolved_model_dir
+    if not Path(model_dir, "config.json").is_file():
+        raise SystemExit(f"No base model in {model_dir}: run `python load_model.py` first (or pass --model_dir).")
+    train_json = Path(data_cfg.resolved_data_dir, "train.json")
+    if not train_json.is_file():
+        raise SystemExit(f"No {train_json}: run `python data2csv.py` and `python csv2json.py` first (or pass --data_dir).")
+
+    # ---- Data
+    processor = load_processor(model_dir, model_cfg.image_min_pixels, model_cfg.image_max_pixels,
+                               model_cfg.trust_remote_code)
+    examples = [{"id": c["id"], "messages": to_messages(c, train_json.parent)} for c in load_conversations(train_json)]
+    examples, dropped = drop_overlong(examples, processor, lora_cfg.max_length)
+    print(f"train examples: {len(examples)} kept, {len(dropped)} dropped as longer than --max_length "
+          f"{lora_cfg.max_length} tokens")
+    for example_id, length in dropped[:10]:
+        print(f"  dropped {example_id}: {length} tokens")
+    if not examples:
+        raise SystemExit(f"Every example is longer than --max_length {lora_cfg.max_length}: raise it, or lower "
+                         f"--image_max_pixels.")
+
+    # ---- Model
+    model = load_model(model_dir, training_dtype(args, model_dir), model_cfg.trust_remote_code)
+    model = add_lora(model, lora_cfg.lora_r, lora_cfg.lora_alpha, lora_cfg.lora_dropout, lora_cfg.module_names)
+    model.print_trainable_parameters()
+
+    # ---- Train
+    if "swanlab" in args.report_to:
+        print(f"SwanLab mode: {choose_swanlab_mode()}")
+        os.environ.setdefault("SWANLAB_PROJECT", "vlmtune")
+    trainer = Trainer(model=model, args=args, train_dataset=examples,
+                      data_collator=TrainCollator(processor, trim_logits=lora_cfg.trim_logits))
+    trainer.train()
+
+    # ---- Save
+    trainer.save_model(args.output_dir)
+    processor.save_pretrained(args.output_dir)
+    run_config = {
+        "data": vars(data_cfg) | {"data_dir": data_cfg.resolved_data_dir},
+        "model": vars(model_cfg) | {"model_dir": model_dir},
+        "lora": vars(lora_cfg),
+        "training": args.to_dict(),  # tokens are masked by TrainingArguments.to_dict
+        "dropped_overlong": [{"id": i, "tokens": n} for i, n in dropped],
+    }
+    Path(args.output_dir, "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
+    print(f"adapter and run_config.json saved to {args.output_dir}")
+
+
+if __name__ == "__main__":
+    main()
