@@ -8,20 +8,30 @@ replaces defaults (the real run: `--config scripts/qwen2-vl-2b_coco.yaml`); flag
     python train.py --config scripts/qwen2-vl-2b_coco.yaml --learning_rate 5e-5
 """
 
+import os
 import sys
 from dataclasses import dataclass, fields
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-SOURCES = ("synthetic", "modelscope", "huggingface", "coco")
-DEFAULT_DATASET_IDS = {"modelscope": "modelscope/coco_2014_caption", "huggingface": "", "coco": "", "synthetic": ""}
+# The sources each task reads (data2csv.py): a source holds the labels of some tasks only.
+TASK_SOURCES = {
+    "caption": ("synthetic", "modelscope", "huggingface", "coco"),
+    "classification": ("synthetic", "folder"),
+    "grounding": ("synthetic", "coco", "huggingface"),
+    "vqa": ("synthetic", "vqa", "llava"),
+}
+SOURCES = ("synthetic", "modelscope", "huggingface", "coco", "folder", "vqa", "llava")
+DEFAULT_DATASET_IDS = {"modelscope": "modelscope/coco_2014_caption"}  # the other sources have no default
 
 
 @dataclass
 class DataConfig:
+    task: str = "caption"
+    """What the model learns: caption | classification | grounding | vqa; each reads the sources TASK_SOURCES names."""
     source: str = "synthetic"
-    """Where data2csv.py reads records: synthetic | modelscope | huggingface | coco."""
+    """Where data2csv.py reads records: synthetic | modelscope | huggingface | coco | folder | vqa | llava."""
     dataset_id: str = ""
     """Hub dataset id; empty means the source's default (modelscope: modelscope/coco_2014_caption)."""
     dataset_subset: str = ""
@@ -31,11 +41,38 @@ class DataConfig:
     image_column: str = "image"
     """Hugging Face source: the column holding the image."""
     caption_column: str = "caption"
-    """Hugging Face source: the column holding the caption."""
+    """Hugging Face source, caption: the column holding the caption (a string, or a list of them)."""
+    expression_column: str = "answer"
+    """Hugging Face source, grounding: the column holding the referring expression, a string or a list of them (one
+    record each): lmms-lab/RefCOCOg's `answer`; jxu124/refcocog's `captions`."""
+    bbox_column: str = "bbox"
+    """Hugging Face source, grounding: the column holding the box, in pixels of the image."""
+    bbox_format: str = "xywh"
+    """Hugging Face source, grounding: how --bbox_column holds the box: xywh (COCO's x, y, width, height:
+    lmms-lab/RefCOCOg) or xyxy (x1, y1, x2, y2: jxu124/refcocog)."""
+    dataset_images: str = ""
+    """Hugging Face source: the folder that relative image paths in --image_column are read against (jxu124/refcocog's
+    `image_path` is coco/train2014/COCO_train2014_....jpg); empty means paths are used as they are."""
     coco_annotations: str = ""
-    """coco source: path of an official captions_*.json."""
+    """coco source: path of an official captions_*.json (caption) or instances_*.json (grounding)."""
     coco_images: str = ""
     """coco source: the folder holding its images."""
+    folder_dir: str = ""
+    """folder source (classification): a folder holding one folder of images per class (Animals-10's raw-img/)."""
+    label_map: str = ""
+    """folder source: the label of each class folder. `animals10` (Animals-10's Italian folder names in English), a JSON
+    file, or inline JSON ('{"cane": "dog"}'); a folder it does not name is reported, not read. Empty means the folder
+    names are the labels."""
+    vqa_questions: str = ""
+    """vqa source: an official VQA v2 / OK-VQA questions file (OpenEnded_mscoco_train2014_questions.json)."""
+    vqa_annotations: str = ""
+    """vqa source: its official annotations file (mscoco_train2014_annotations.json), ten answers a question."""
+    vqa_images: str = ""
+    """vqa source: the folder of its COCO images (COCO_train2014_000000000009.jpg, found by the 12-digit image id)."""
+    llava_json: str = ""
+    """llava source (vqa): a LLaVA conversation file ([{"id", "image", "conversations": [{"from", "value"}, ...]}])."""
+    llava_images: str = ""
+    """llava source: the folder that the file's image paths are relative to."""
     num_samples: int = 600
     """How many records data2csv.py writes (the tutorial uses 500 COCO records); 0 means all."""
     synthetic_seed: int = 0
@@ -43,52 +80,41 @@ class DataConfig:
     synthetic_image_size: int = 112
     """synthetic source: image width and height in pixels."""
     data_dir: str = ""
-    """Folder of the dataset (images/, data.csv, train.json, val.json); empty means input/<source>."""
+    """Folder of the dataset (images/, data.csv, train.json, val.json); empty means input/<source> for captions and
+    input/<source>-<task> for the other tasks."""
     val_size: float = 0.15
     """csv2json.py: images held out for validation, as a fraction (< 1) or a count (>= 1)."""
     split_seed: int = 42
     """csv2json.py: seed of the train/validation split."""
     prompt: str = "Describe this image."
-    """The user's instruction placed after the image in every conversation."""
+    """caption task only: the user's instruction placed after the image in every conversation. The other tasks ask a
+    fixed question built from the row (vlmtune/formats.py)."""
 
     def __post_init__(self):
+        if self.task not in TASK_SOURCES:
+            raise ValueError(f"--task must be one of {', '.join(TASK_SOURCES)}, got {self.task!r}")
         if self.source not in SOURCES:
             raise ValueError(f"--source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.source not in TASK_SOURCES[self.task]:
+            serves = [task for task, sources in TASK_SOURCES.items() if self.source in sources]
+            raise ValueError(f"--source {self.source} has no data for --task {self.task}: --task {self.task} reads "
+                             f"--source {' | '.join(TASK_SOURCES[self.task])}, and --source {self.source} serves "
+                             f"--task {' | '.join(serves)}")
+        if self.bbox_format not in ("xywh", "xyxy"):
+            raise ValueError(f"--bbox_format must be xywh or xyxy, got {self.bbox_format!r}")
         if self.val_size <= 0:
             raise ValueError(f"--val_size must be a fraction (0 < x < 1) or a count (>= 1), got {self.val_size}")
 
     @property
     def resolved_dataset_id(self) -> str:
-        return self.dataset_id or DEFAULT_DATASET_IDS[self.source]
+        return self.dataset_id or DEFAULT_DATASET_IDS.get(self.source, "")
 
     @property
     def resolved_data_dir(self) -> str:
-        return self.data_dir or f"input/{self.source}"
-
-
-def parse(argv, *groups, defaults: dict | None = None):
-    """Parse argv into the dataclass `groups`: `defaults`, then a YAML file named by --config, then flags, each
-    replacing the one before.
-
-    Why not HfArgumentParser.parse_yaml_file: it reads the file alone, with no way for a flag to override a value.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(groups)
-    parser.add_argument("--config", default=None, help="YAML file whose keys replace the defaults; flags win.")
-    parser.set_defaults(**(defaults or {}))
-    if "--config" in argv:
-        at = argv.index("--config")
-        if at + 1 >= len(argv):
-            parser.error("--config needs a YAML file")
-        with open(argv[at + 1], encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
-        known = {f.name for group in groups for f in fields(group)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            parser.error(f"{argv[at + 1]}: unknown keys {unknown}; see `--help` for the valid ones")
-        parser.set_defaults(**values)
-    parsed = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
-    return [p for p in parsed if isinstance(p, groups)]
+        # One folder per (source, task): the synthetic world makes every task, and one folder holds one CSV format.
+        if self.data_dir:
+            return self.data_dir
+        return f"input/{self.source}" if self.task == "caption" else f"input/{self.source}-{self.task}"
 
 
 @dataclass
@@ -99,7 +125,7 @@ class ModelConfig:
     """load_model.py: where a hub id is downloaded from: modelscope | huggingface (HF_ENDPOINT picks a mirror)."""
     model_dir: str = ""
     """Local folder of the base model; empty means models/<last part of base_model>."""
-    pretrain_steps: int = 300
+    pretrain_steps: int = 700
     """load_model.py, tiny models only: steps of the short pretraining on the synthetic world."""
     trust_remote_code: bool = False
     """Run code shipped inside a model repository. Off: the supported families need none."""
@@ -169,3 +195,33 @@ class EvalConfig:
     """test.py: longest generated answer."""
     test_img_dir: str = "test-img"
     """test.py: a folder of extra images to answer about (any that are there)."""
+
+
+def parse(argv, *groups, defaults: dict | None = None):
+    """Parse argv into the dataclass `groups`: `defaults`, then a YAML file named by --config, then flags, each
+    replacing the one before.
+
+    Why not HfArgumentParser.parse_yaml_file: it reads the file alone, with no way for a flag to override a value.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(groups)
+    parser.add_argument("--config", default=None, help="YAML file whose keys replace the defaults; flags win.")
+    parser.set_defaults(**(defaults or {}))
+    if "--config" in argv:
+        at = argv.index("--config")
+        if at + 1 >= len(argv):
+            parser.error("--config needs a YAML file")
+        if not os.path.isfile(argv[at + 1]):
+            parser.error(f"--config {argv[at + 1]}: no such file")
+        with open(argv[at + 1], encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+        # One preset serves every step: each script takes its own groups' keys and leaves the others' alone.
+        everywhere = {f.name for group in (DataConfig, ModelConfig, LoraConfig, EvalConfig, TrainingArguments)
+                      for f in fields(group)}
+        unknown = sorted(set(values) - everywhere)
+        if unknown:
+            parser.error(f"{argv[at + 1]}: unknown keys {unknown}; see `--help` for the valid ones")
+        mine = {f.name for group in groups for f in fields(group)}
+        parser.set_defaults(**{key: value for key, value in values.items() if key in mine})
+    parsed = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
+    return [p for p in parsed if isinstance(p, groups)]

@@ -2,13 +2,16 @@
 
     python csv2json.py
     python csv2json.py --data_dir input/coco --val_size 4
+    python csv2json.py --task grounding --source coco      # the --task and --source (or --data_dir) of data2csv.py
     python csv2json.py --config scripts/qwen2-vl-2b_coco.yaml
 
-Reads <data_dir>/data.csv (written by data2csv.py) and checks every row: an id that is not empty and not repeated,
-an image that exists and decodes, a caption that is not empty. Each good row becomes one conversation (the image and
---prompt from the user, the caption from the assistant; vlmtune/formats.py shows the format) in <data_dir>/train.json
-or <data_dir>/val.json, all captions of one image on the same side. Every rejected row is listed with its reason in
-<data_dir>/rejected.csv, and the first few on screen: none is dropped silently.
+Reads <data_dir>/data.csv (written by data2csv.py for --task) and checks every row: an id that is not empty and not
+repeated, an image that exists and decodes, and the task's labels: a caption or a label that is not empty, a box
+inside the image (of the size the row says), a question with a JSON list of answers. Each good row becomes one
+conversation, the image first in the user's turn (vlmtune/formats.py shows each task's), in <data_dir>/train.json or
+<data_dir>/val.json, all records of one image on the same side. --prompt is the caption task's instruction; the other
+tasks ask a question of their own. Every rejected row is listed with its reason in <data_dir>/rejected.csv, and the
+first few on screen: none is dropped silently.
 """
 
 import csv
@@ -18,7 +21,7 @@ import os
 import sys
 
 from config import DataConfig, parse
-from vlmtune.formats import check_row, read_csv, row_to_conversation, split_by_image
+from vlmtune.formats import check_row, read_csv, rows_to_conversations, split_by_image
 
 SHOWN_REJECTIONS = 10  # printed on screen; rejected.csv holds them all
 
@@ -38,14 +41,18 @@ def main(argv=None):
     csv_path = os.path.join(data_dir, "data.csv")
     rejected_path = os.path.join(data_dir, "rejected.csv")
     if not os.path.isfile(csv_path):
-        sys.exit(f"{csv_path} not found: run `python data2csv.py` first (with the same --source or --data_dir)")
+        sys.exit(f"{csv_path} not found: run `python data2csv.py` first (with the same --task and --source, "
+                 "or --data_dir)")
 
     # ------------------------------------------------------------------ Check
-    rows = read_csv(csv_path)
+    try:
+        rows = read_csv(csv_path, data.task)
+    except ValueError as error:
+        sys.exit(f"{error}: give the --task that data2csv.py wrote it for")
     good, rejected = [], []
     first_row_of = {}  # id -> number of the data row that first used it (1 = the row after the header)
     for number, row in enumerate(rows, start=1):
-        reason = check_row(row, data_dir)
+        reason = check_row(row, data_dir, data.task)
         if row["id"] in first_row_of:
             reason = f"duplicate id (first used on data row {first_row_of[row['id']]})"
         elif row["id"]:
@@ -73,11 +80,12 @@ def main(argv=None):
         sys.exit(f"every row of {csv_path} was rejected, so nothing was written; see {rejected_path}")
 
     # ------------------------------------------------------------------ Split and save
+    # The JSON files sit beside data.csv, so its image paths (relative to that folder, or absolute) stay valid.
+    conversation_of = dict(zip((row["id"] for row in good), rows_to_conversations(good, data.task, data.prompt)))
     train, val = split_by_image(good, data.val_size, data.split_seed)
     for name, split in (("train", train), ("val", val)):
         path = os.path.join(data_dir, f"{name}.json")
-        # The JSON files sit beside data.csv, so its image paths (relative to that folder, or absolute) stay valid.
-        records = [row_to_conversation(row, data.prompt, row["image_path"]) for row in split]
+        records = [conversation_of[row["id"]] for row in split]
         write_atomically(path, json.dumps(records, ensure_ascii=False, indent=2) + "\n")
         n_images = len({row["image_path"] for row in split})
         print(f"wrote {path} (conversations: {len(records)}, images: {n_images})")

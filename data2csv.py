@@ -1,13 +1,21 @@
-"""Step 1: a dataset -> images/ and data.csv, in input/<source> unless --data_dir names another folder.
+"""Step 1: a dataset -> images/ and data.csv, in input/<source> (captions), input/<source>-<task> (the other tasks)
+or --data_dir.
 
-    python data2csv.py                                          # the synthetic world, offline (the default)
+    python data2csv.py                                  # captions of the synthetic world, offline (the default)
+    python data2csv.py --task vqa                       # any --task of the synthetic world, offline
     python data2csv.py --source modelscope --num_samples 500    # the tutorial's COCO 2014 captions
     python data2csv.py --source coco --coco_annotations annotations/captions_train2017.json --coco_images train2017
     python data2csv.py --source huggingface --dataset_id USER/DATASET --caption_column captions
+    python data2csv.py --task classification --source folder --folder_dir raw-img --label_map animals10
+    python data2csv.py --task grounding --source coco --coco_annotations instances_val2017.json --coco_images val2017
+    python data2csv.py --task grounding --source huggingface --dataset_id lmms-lab/RefCOCOg --dataset_split val
+    python data2csv.py --task vqa --source vqa --vqa_questions q.json --vqa_annotations a.json --vqa_images train2014
+    python data2csv.py --task vqa --source llava --llava_json llava_v1_5_mix665k.json --llava_images data
 
-data.csv has the header `id,image_path,caption`; image_path is relative to the CSV's folder (images/syn-0-000001.png).
-One image file serves every caption of that image (COCO has five). A rendered image is written as PNG, a hub's JPEG
-as JPEG, a COCO file copied as it is.
+data.csv has the header `id,image_path` and the columns of the task (vlmtune/formats.py shows each): caption;
+label; expression,x1,y1,x2,y2,width,height; question,answers (and turns, for a LLaVA conversation). image_path is
+relative to the CSV's folder (images/syn-0-000001.png). One image file serves every record of that image (COCO has
+five captions an image). A rendered image is written as PNG, a hub's JPEG as JPEG, a file copied as it is.
 
 Re-running resumes: ids already in data.csv whose image exists are kept, not written again, and a larger
 --num_samples adds only what is missing. Each image and data.csv is written under a temporary name and then renamed,
@@ -28,8 +36,21 @@ from vlmtune import formats, sources
 
 SAVE_EVERY = 100  # records between two rewrites of data.csv
 # What the records are made from: one data_dir holds the records of one such setting, so that an id means one thing.
-SOURCE_FIELDS = ("source", "dataset_id", "dataset_subset", "dataset_split", "image_column", "caption_column",
-                 "coco_annotations", "synthetic_seed", "synthetic_image_size")
+SOURCE_FIELDS = ("task", "source", "dataset_id", "dataset_subset", "dataset_split", "image_column", "caption_column",
+                 "expression_column", "bbox_column", "bbox_format", "coco_annotations", "folder_dir", "label_map",
+                 "vqa_questions", "vqa_annotations", "llava_json", "synthetic_seed", "synthetic_image_size")
+FILE_FIELDS = ("coco_annotations", "folder_dir", "vqa_questions", "vqa_annotations", "llava_json")  # saved absolute
+INPUTS = {  # the files (False) and folders (True) that each source reads, and what to give
+    "coco": [("coco_annotations", False, "an official captions_*.json (caption) or instances_*.json (grounding), "
+                                         "from https://cocodataset.org/#download"),
+             ("coco_images", True, "the folder of its images (train2017/ for captions_train2017.json)")],
+    "folder": [("folder_dir", True, "the folder holding one folder of images per class (Animals-10's raw-img/)")],
+    "vqa": [("vqa_questions", False, "an official VQA v2 or OK-VQA questions file (OpenEnded_*_questions.json)"),
+            ("vqa_annotations", False, "its annotations file (mscoco_train2014_annotations.json)"),
+            ("vqa_images", True, "the folder of its COCO images (train2014/)")],
+    "llava": [("llava_json", False, "a LLaVA conversation file (llava_v1_5_mix665k.json)"),
+              ("llava_images", True, "the folder that its image paths are relative to")],
+}
 
 
 def check_inputs(cfg: DataConfig):
@@ -38,25 +59,26 @@ def check_inputs(cfg: DataConfig):
                          f"have), got {cfg.num_samples}")
     if cfg.source == "huggingface" and not cfg.dataset_id:
         raise SystemExit("--source huggingface needs --dataset_id, the dataset's name on the hub (user/name)")
-    if cfg.source == "coco":
-        if not os.path.isfile(cfg.coco_annotations):
-            raise SystemExit(f"--coco_annotations {cfg.coco_annotations!r} is not a file: give the path of an official "
-                             "captions_*.json (annotations_trainval2017.zip from https://cocodataset.org/#download)")
-        if not os.path.isdir(cfg.coco_images):
-            raise SystemExit(f"--coco_images {cfg.coco_images!r} is not a folder: give the folder of its images "
-                             "(train2017/ for captions_train2017.json)")
+    for name, is_folder, what in INPUTS.get(cfg.source, []):
+        value = getattr(cfg, name)
+        if not (os.path.isdir(value) if is_folder else os.path.isfile(value)):
+            raise SystemExit(f"--{name} {value!r} is not a {'folder' if is_folder else 'file'}: give {what}")
+    try:
+        sources.read_label_map(cfg.label_map)
+    except ValueError as error:
+        raise SystemExit(f"data2csv.py: {error}")
 
 
 def check_same_source(cfg: DataConfig, out: str, holds_records: bool):
     """Refuse to add records to those of other settings in `out`; then save this run's settings there (data2csv.yaml)."""
     settings = asdict(cfg)
     settings["dataset_id"] = cfg.resolved_dataset_id
-    settings["coco_annotations"] = cfg.coco_annotations and os.path.abspath(cfg.coco_annotations)
+    settings.update({name: settings[name] and os.path.abspath(settings[name]) for name in FILE_FIELDS})
     path = os.path.join(out, "data2csv.yaml")
     if holds_records and os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
-            before = yaml.safe_load(f)
-        changed = [f"--{name} {before.get(name)!r}" for name in SOURCE_FIELDS if before.get(name) != settings[name]]
+            before = asdict(DataConfig()) | yaml.safe_load(f)  # a field added since that run had its default
+        changed = [f"--{name} {before[name]!r}" for name in SOURCE_FIELDS if before[name] != settings[name]]
         if changed:
             raise SystemExit(f"{out} holds records made with {', '.join(changed)}: give another --data_dir, "
                              f"or delete {out} to start again")
@@ -65,16 +87,30 @@ def check_same_source(cfg: DataConfig, out: str, holds_records: bool):
 
 
 def read_records(cfg: DataConfig, skipped: list):
+    n = cfg.num_samples
     if cfg.source == "synthetic":
-        return sources.synthetic_captions(cfg.num_samples, cfg.synthetic_seed, cfg.synthetic_image_size)
+        make = {"caption": sources.synthetic_captions, "classification": sources.synthetic_classification,
+                "grounding": sources.synthetic_grounding, "vqa": sources.synthetic_vqa}[cfg.task]
+        return make(n, cfg.synthetic_seed, cfg.synthetic_image_size)
     if cfg.source == "modelscope":
         # The tutorial's dataset is read with its subset unless the user names another dataset or subset.
         subset = cfg.dataset_subset or ("" if cfg.dataset_id else "coco_2014_caption")
-        return sources.modelscope_captions(cfg.resolved_dataset_id, subset, cfg.dataset_split, cfg.num_samples)
+        return sources.modelscope_captions(cfg.resolved_dataset_id, subset, cfg.dataset_split, n)
+    if cfg.source == "huggingface" and cfg.task == "grounding":
+        return sources.huggingface_grounding(cfg.dataset_id, skipped, cfg.dataset_split, cfg.dataset_subset,
+                                             cfg.image_column, cfg.expression_column, cfg.bbox_column,
+                                             cfg.bbox_format, n, cfg.dataset_images)
     if cfg.source == "huggingface":
         return sources.huggingface_captions(cfg.dataset_id, cfg.dataset_split, cfg.dataset_subset, cfg.image_column,
-                                            cfg.caption_column, cfg.num_samples)
-    return sources.coco_captions(cfg.coco_annotations, cfg.coco_images, skipped, cfg.num_samples)
+                                            cfg.caption_column, n, cfg.dataset_images)
+    if cfg.source == "coco":
+        read = sources.coco_grounding if cfg.task == "grounding" else sources.coco_captions
+        return read(cfg.coco_annotations, cfg.coco_images, skipped, n)
+    if cfg.source == "folder":
+        return sources.folder_classification(cfg.folder_dir, sources.read_label_map(cfg.label_map), skipped, n)
+    if cfg.source == "vqa":
+        return sources.vqa_questions(cfg.vqa_questions, cfg.vqa_annotations, cfg.vqa_images, skipped, n)
+    return sources.llava_conversations(cfg.llava_json, cfg.llava_images, skipped, n)
 
 
 def save_image(record: dict, out: str) -> str:
@@ -98,10 +134,12 @@ def save_image(record: dict, out: str) -> str:
     return relative
 
 
-def write_csv(path: str, rows):
+def write_csv(path: str, rows, task: str):
+    rows = list(rows)
+    optional = [formats.TURNS_COLUMN] if any(formats.TURNS_COLUMN in row for row in rows) else []
     temporary = path + ".tmp"
     with open(temporary, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=formats.CSV_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=[*formats.CSV_COLUMNS[task], *optional])
         writer.writeheader()
         writer.writerows(rows)
     os.replace(temporary, path)
@@ -117,7 +155,10 @@ def main(argv=None):
     out = cfg.resolved_data_dir
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
     csv_path = os.path.join(out, "data.csv")
-    earlier = formats.read_csv(csv_path) if os.path.isfile(csv_path) else []
+    try:
+        earlier = formats.read_csv(csv_path, cfg.task) if os.path.isfile(csv_path) else []
+    except ValueError as error:  # a CSV of another task
+        raise SystemExit(f"data2csv.py: {error}: give another --data_dir, or delete {out} to start again")
     check_same_source(cfg, out, holds_records=bool(earlier))
 
     # ---- Data
@@ -126,19 +167,19 @@ def main(argv=None):
     written, present, skipped = 0, 0, []
     try:
         records = read_records(cfg, skipped)
-        for record in tqdm(records, total=cfg.num_samples or None, desc=f"data2csv {cfg.source}", unit="record"):
+        for record in tqdm(records, total=cfg.num_samples or None, desc=f"data2csv {cfg.source} {cfg.task}",
+                           unit="record"):
             if record["id"] in rows:
                 present += 1
                 continue
-            rows[record["id"]] = {"id": record["id"], "image_path": save_image(record, out),
-                                  "caption": record["caption"]}
+            rows[record["id"]] = formats.record_to_row(record, save_image(record, out), cfg.task)
             written += 1
             if written % SAVE_EVERY == 0:
-                write_csv(csv_path, rows.values())
+                write_csv(csv_path, rows.values(), cfg.task)
     except ConnectionError as error:
         raise SystemExit(f"data2csv.py: {error}.\n`python data2csv.py --source synthetic` works offline.")
     finally:
-        write_csv(csv_path, rows.values())
+        write_csv(csv_path, rows.values(), cfg.task)
 
     # ---- Summary
     print(f"{csv_path}: {len(rows)} records. Written now: {written}, already present: {present}, "

@@ -3,9 +3,9 @@
     python -u test.py                                   # evaluates output/tiny-qwen2-vl-lora
     python -u test.py --run_dir output/qwen2-vl-2b-coco
 
-Everything about the run (base model, data, prompt, image limits) is read from <run_dir>/run_config.json. Writes
-<run_dir>/predictions.jsonl first, then scores that file into <run_dir>/metrics.json, logs both to SwanLab with the
-images, and answers every image in test-img/ as well.
+Everything about the run (task, base model, data, image limits) is read from <run_dir>/run_config.json. Writes
+<run_dir>/predictions.jsonl first, then scores that file into <run_dir>/metrics.json with the task's own metrics and
+pictures, logs them to SwanLab with the images, and answers every image in test-img/ too.
 """
 
 import json
@@ -17,7 +17,8 @@ import config
 from vlmtune.formats import load_conversations, to_messages
 from vlmtune.generation import generate, prompt_messages
 from vlmtune.modeling import load_model, load_processor
-from vlmtune.reporting import score_predictions, log_to_swanlab, read_jsonl, write_jsonl
+from vlmtune.reporting import log_to_swanlab, read_jsonl, write_jsonl
+from vlmtune.tasks import TASKS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -29,49 +30,51 @@ def main(argv=None):
     if not (run_dir / "run_config.json").is_file():
         raise SystemExit(f"No run_config.json in {run_dir}: train first (`sh train.sh`) or pass --run_dir.")
     run = json.loads((run_dir / "run_config.json").read_text())
-    model_dir, data_dir, prompt = run["model"]["model_dir"], Path(run["data"]["data_dir"]), run["data"]["prompt"]
-
-    # ---- Data
-    val_json = data_dir / "val.json"
-    records = load_conversations(val_json)
-    conversations = [to_messages(record, val_json.parent) for record in records]
-    questions = [prompt_messages(messages) for messages in conversations]
-    extra_images = sorted(p for p in Path(eval_cfg.test_img_dir).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    extra_questions = [[{"role": "user", "content": [{"type": "image", "image": str(p.resolve())},
-                                                     {"type": "text", "text": prompt}]}] for p in extra_images]
+    task, model_cfg, trust = TASKS[run["data"]["task"]], run["model"], run["model"]["trust_remote_code"]
 
     # ---- Model
-    processor = load_processor(model_dir, run["model"]["image_min_pixels"], run["model"]["image_max_pixels"],
-                               run["model"]["trust_remote_code"])
-    model = PeftModel.from_pretrained(load_model(model_dir, trust_remote_code=run["model"]["trust_remote_code"]),
-                                      str(run_dir))
+    processor = load_processor(model_cfg["model_dir"], model_cfg["image_min_pixels"], model_cfg["image_max_pixels"],
+                               trust)
+    model = PeftModel.from_pretrained(load_model(model_cfg["model_dir"], trust_remote_code=trust), str(run_dir))
+    model_info = {"model_type": model.config.model_type, **model_cfg}
+
+    # ---- Data
+    val_json = Path(run["data"]["data_dir"]) / "val.json"
+    records = load_conversations(val_json)
+    conversations = [task.adapt(to_messages(r, val_json.parent), r, model_info) for r in records]
+    questions = [prompt_messages(messages) for messages in conversations]
+    first_question = questions[0][0]["content"]
+    extra_images = sorted(p for p in Path(eval_cfg.test_img_dir).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    extra_questions = [[{"role": "user", "content": [{"type": "image", "image": str(p.resolve())}] + [
+        part for part in first_question if part["type"] == "text"]}] for p in extra_images]
 
     # ---- Generate
     settings = dict(batch_size=eval_cfg.eval_batch_size, max_new_tokens=eval_cfg.max_new_tokens)
     with model.disable_adapter():
-        base_answers = generate(model, processor, questions + extra_questions, **settings)
-    tuned_answers = generate(model, processor, questions + extra_questions, **settings)
-    rows = []
-    for i, (base, tuned) in enumerate(zip(base_answers, tuned_answers)):
-        messages = (questions + extra_questions)[i]
-        image = next(part["image"] for part in messages[0]["content"] if part["type"] == "image")
-        row = {"id": records[i]["id"] if i < len(records) else Path(image).name, "image": image,
-               "base": base, "prediction": tuned}
-        if i < len(records):
-            row["reference"] = conversations[i][-1]["content"][0]["text"]
-        rows.append(row)
-    write_jsonl(run_dir / "predictions.jsonl", rows[:len(records)])
-    write_jsonl(run_dir / "test-img-predictions.jsonl", rows[len(records):])
+        base = generate(model, processor, questions + extra_questions, **settings)
+    tuned = generate(model, processor, questions + extra_questions, **settings)
+    rows = [{"id": r["id"], "image": image_of(q), "reference": c[-1]["content"][0]["text"], "base": b,
+             "prediction": t} | task.reference(r, model_info)
+            for r, q, c, b, t in zip(records, questions, conversations, base, tuned)]
+    extra_rows = [{"id": p.name, "image": str(p.resolve()), "base": b, "prediction": t}
+                  for p, b, t in zip(extra_images, base[len(records):], tuned[len(records):])]
+    write_jsonl(run_dir / "predictions.jsonl", rows)
+    write_jsonl(run_dir / "test-img-predictions.jsonl", extra_rows)
 
     # ---- Score and show
-    metrics = score_predictions(read_jsonl(run_dir / "predictions.jsonl"))
+    rows = read_jsonl(run_dir / "predictions.jsonl")
+    metrics = {"task": task.name, "n": len(rows)} | task.score(rows, run_dir)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
-    for row in rows[:5] + rows[len(records):]:
+    for row in rows[:5] + extra_rows:
         print(f"{row['id']}\n  base:       {row['base']}\n  fine-tuned: {row['prediction']}"
               + (f"\n  reference:  {row['reference']}" if "reference" in row else ""))
     log_to_swanlab(run, metrics, rows)
     return metrics
+
+
+def image_of(messages: list[dict]) -> str:
+    return next(part["image"] for part in messages[0]["content"] if part["type"] == "image")
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ import json
 import os
 from pathlib import Path
 
+from swanlab.integration.transformers import SwanLabCallback
 from transformers import Trainer, TrainingArguments
 
 import config
 from vlmtune.collator import TrainCollator, drop_overlong
 from vlmtune.formats import load_conversations, to_messages
 from vlmtune.modeling import add_lora, load_model, load_processor, training_dtype
+from vlmtune.tasks import TASKS
 from vlmtune.tracking import choose_swanlab_mode
 
 
@@ -33,10 +35,23 @@ def main(argv=None):
     if not train_json.is_file():
         raise SystemExit(f"No {train_json}: run `python data2csv.py` and `python csv2json.py` first (or pass --data_dir).")
 
-    # ---- Data
+    # ---- Model
     processor = load_processor(model_dir, model_cfg.image_min_pixels, model_cfg.image_max_pixels,
                                model_cfg.trust_remote_code)
-    examples = [{"id": c["id"], "messages": to_messages(c, train_json.parent)} for c in load_conversations(train_json)]
+    model = load_model(model_dir, training_dtype(args, model_dir), model_cfg.trust_remote_code)
+    model_info = {"model_type": model.config.model_type, **vars(model_cfg)}
+    model = add_lora(model, lora_cfg.lora_r, lora_cfg.lora_alpha, lora_cfg.lora_dropout, lora_cfg.module_names)
+    model.print_trainable_parameters()
+
+    # ---- Data
+    task = TASKS[data_cfg.task]
+    conversations = load_conversations(train_json)
+    written_for = {c.get("task", "caption") for c in conversations}
+    if written_for != {task.name}:
+        raise SystemExit(f"{train_json} holds {', '.join(sorted(written_for))} conversations, not --task {task.name}: "
+                         f"pass the --task it was written for, or another --data_dir.")
+    examples = [{"id": c["id"], "messages": task.adapt(to_messages(c, train_json.parent), c, model_info)}
+                for c in conversations]
     examples, dropped = drop_overlong(examples, processor, lora_cfg.max_length)
     print(f"train examples: {len(examples)} kept, {len(dropped)} dropped as longer than --max_length "
           f"{lora_cfg.max_length} tokens")
@@ -46,16 +61,17 @@ def main(argv=None):
         raise SystemExit(f"Every example is longer than --max_length {lora_cfg.max_length}: raise it, or lower "
                          f"--image_max_pixels.")
 
-    # ---- Model
-    model = load_model(model_dir, training_dtype(args, model_dir), model_cfg.trust_remote_code)
-    model = add_lora(model, lora_cfg.lora_r, lora_cfg.lora_alpha, lora_cfg.lora_dropout, lora_cfg.module_names)
-    model.print_trainable_parameters()
-
     # ---- Train
+    callbacks = []
     if "swanlab" in args.report_to:
-        print(f"SwanLab mode: {choose_swanlab_mode()}")
-        os.environ.setdefault("SWANLAB_PROJECT", "vlmtune")
-    trainer = Trainer(model=model, args=args, train_dataset=examples,
+        # SwanLab's own Trainer callback: the one built into transformers 5.23 calls swanlab.get_run(), which raises
+        # in swanlab 0.10 before a run exists. Hyperparameters, loss and learning rate are logged either way.
+        args.report_to = [name for name in args.report_to if name != "swanlab"]
+        mode = choose_swanlab_mode()
+        callbacks.append(SwanLabCallback(project=os.environ.get("SWANLAB_PROJECT", "vlmtune"), mode=mode,
+                                         experiment_name=Path(args.output_dir).name))
+        print(f"SwanLab mode: {mode}")
+    trainer = Trainer(model=model, args=args, train_dataset=examples, callbacks=callbacks,
                       data_collator=TrainCollator(processor, trim_logits=lora_cfg.trim_logits))
     trainer.train()
 
@@ -63,8 +79,8 @@ def main(argv=None):
     trainer.save_model(args.output_dir)
     processor.save_pretrained(args.output_dir)
     run_config = {
-        "data": vars(data_cfg) | {"data_dir": data_cfg.resolved_data_dir},
-        "model": vars(model_cfg) | {"model_dir": model_dir},
+        "data": vars(data_cfg) | {"data_dir": os.path.abspath(data_cfg.resolved_data_dir)},
+        "model": vars(model_cfg) | {"model_dir": os.path.abspath(model_dir)},
         "lora": vars(lora_cfg),
         "training": args.to_dict(),  # tokens are masked by TrainingArguments.to_dict
         "dropped_overlong": [{"id": i, "tokens": n} for i, n in dropped],

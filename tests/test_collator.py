@@ -11,7 +11,6 @@ from PIL import Image
 from vlmtune.collator import IGNORE_INDEX, TrainCollator, count_tokens, drop_overlong, label_mask, open_images
 from vlmtune.generation import generate, prompt_messages
 from vlmtune.modeling import build_tiny_qwen2_vl
-from vlmtune.pretraining import pretraining_examples
 
 X = IGNORE_INDEX
 
@@ -239,9 +238,15 @@ def test_generation_prompt_is_the_training_text_up_to_the_reply(tiny):
 
 
 def test_generation_prompt_of_a_multi_turn_conversation_stops_before_the_last_reply(processor):
-    [conversation] = pretraining_examples(1)
-    messages = conversation["messages"]
-    assert [m["role"] for m in messages] == ["user", "assistant"] * 4
+    image = Image.new("RGB", (56, 56), (200, 30, 30))
+    messages = []
+    for turn, (question, answer) in enumerate([("What colour?", "red"), ("Which shape?", "circle"),
+                                               ("How big?", "small"), ("Where?", "top left")]):
+        content = [{"type": "text", "text": question}]
+        if turn == 0:
+            content.insert(0, {"type": "image", "image": image})
+        messages += [{"role": "user", "content": content},
+                     {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
     last_reply = messages[-1]["content"][0]["text"]
 
     prompt = processor.apply_chat_template(prompt_messages(messages), tokenize=False, add_generation_prompt=True)

@@ -31,7 +31,7 @@ def read_rejected(data_dir):
 
 
 def conversation(id, image, caption, prompt="Describe this image."):
-    return {"id": id, "conversations": [
+    return {"id": id, "task": "caption", "conversations": [
         {"from": "user", "value": f"<|vision_start|>{image}<|vision_end|>{prompt}"},
         {"from": "assistant", "value": caption},
     ]}
@@ -157,3 +157,155 @@ def test_help_works():
     with pytest.raises(SystemExit) as exit:
         csv2json.main(["--help"])
     assert exit.value.code == 0
+
+
+# ---------------------------------------------------------------- the other tasks
+
+
+GROUNDING_HEADER = ("id", "image_path", "expression", "x1", "y1", "x2", "y2", "width", "height")
+
+
+def make_task_dataset(data_dir, header, rows, sizes={"a": (4, 4), "b": (4, 4), "c": (4, 4)}):
+    """images/<name>.png of each size (width, height), and data.csv holding `header` and `rows`."""
+    (data_dir / "images").mkdir(parents=True, exist_ok=True)
+    for name, size in sizes.items():
+        Image.new("RGB", size, (200, 30, 30)).save(data_dir / "images" / f"{name}.png")
+    with open(data_dir / "data.csv", "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    return data_dir
+
+
+def user_turn(image, text):
+    return {"from": "user", "value": f"<|vision_start|>{image}<|vision_end|>{text}"}
+
+
+def test_the_json_of_a_classification_csv_lists_every_class(tmp_path):
+    data_dir = make_task_dataset(tmp_path, ("id", "image_path", "label"), [
+        ("cane/a.png", "images/a.png", "dog"), ("gatto/b.png", "images/b.png", "cat"),
+        ("cane/c.png", "images/c.png", "dog")])
+    csv2json.main(["--data_dir", str(data_dir), "--task", "classification", "--val_size", "1", "--prompt", "Unused."])
+    question = "Which of these is in the picture: cat, dog? Answer with one of them."
+
+    def record(id, image, label):
+        return {"id": id, "task": "classification",
+                "conversations": [user_turn(image, question), {"from": "assistant", "value": label}],
+                "label": label, "classes": ["cat", "dog"]}
+
+    assert read_json(data_dir / "train.json") == [record("cane/a.png", "images/a.png", "dog"),
+                                                  record("cane/c.png", "images/c.png", "dog")]
+    assert read_json(data_dir / "val.json") == [record("gatto/b.png", "images/b.png", "cat")]
+
+
+def test_the_json_of_a_grounding_csv_answers_integer_pixels_of_the_original_image(tmp_path):
+    data_dir = make_task_dataset(tmp_path, GROUNDING_HEADER, [
+        ("a_1", "images/a.png", "the dog", "2.5", "3", "30.5", "20.49", "40", "30"),
+        ("a_2", "images/a.png", "the cat", "0", "0", "40", "30", "40", "30"),
+        ("b_1", "images/b.png", "the bird", "1", "1", "3", "3", "4", "4")], sizes={"a": (40, 30), "b": (4, 4)})
+    csv2json.main(["--data_dir", str(data_dir), "--task", "grounding", "--val_size", "1", "--split_seed", "0"])
+    written = read_json(data_dir / "train.json") + read_json(data_dir / "val.json")
+    assert sorted(written, key=lambda r: r["id"]) == [
+        {"id": "a_1", "task": "grounding",
+         "conversations": [user_turn("images/a.png", "Locate the dog in the image and give its bounding box."),
+                           {"from": "assistant", "value": '[{"bbox_2d": [2, 3, 30, 20], "label": "the dog"}]'}],
+         "box": [2.5, 3.0, 30.5, 20.49], "image_size": [40, 30], "expression": "the dog"},
+        {"id": "a_2", "task": "grounding",
+         "conversations": [user_turn("images/a.png", "Locate the cat in the image and give its bounding box."),
+                           {"from": "assistant", "value": '[{"bbox_2d": [0, 0, 40, 30], "label": "the cat"}]'}],
+         "box": [0.0, 0.0, 40.0, 30.0], "image_size": [40, 30], "expression": "the cat"},
+        {"id": "b_1", "task": "grounding",
+         "conversations": [user_turn("images/b.png", "Locate the bird in the image and give its bounding box."),
+                           {"from": "assistant", "value": '[{"bbox_2d": [1, 1, 3, 3], "label": "the bird"}]'}],
+         "box": [1.0, 1.0, 3.0, 3.0], "image_size": [4, 4], "expression": "the bird"},
+    ]
+    assert {r["id"] for r in read_json(data_dir / "val.json")} in ({"a_1", "a_2"}, {"b_1"})
+
+
+def test_the_json_of_a_vqa_csv_answers_the_most_common_answer_and_keeps_them_all(tmp_path):
+    data_dir = make_task_dataset(tmp_path, ("id", "image_path", "question", "answers"), [
+        ("1", "images/a.png", "What colour is it?", '["dark red", "red", "red"]'),
+        ("2", "images/b.png", "How many?", '["2", "two", "two", "2"]'),
+        ("3", "images/c.png", "Is it round?", '["no"]')])
+    csv2json.main(["--data_dir", str(data_dir), "--task", "vqa", "--val_size", "1"])
+    assert read_json(data_dir / "train.json") == [
+        {"id": "1", "task": "vqa", "conversations": [user_turn("images/a.png", "What colour is it?"),
+                                                     {"from": "assistant", "value": "red"}],
+         "answers": ["dark red", "red", "red"]},
+        {"id": "3", "task": "vqa", "conversations": [user_turn("images/c.png", "Is it round?"),
+                                                     {"from": "assistant", "value": "no"}],
+         "answers": ["no"]}]
+    assert read_json(data_dir / "val.json") == [
+        {"id": "2", "task": "vqa", "conversations": [user_turn("images/b.png", "How many?"),
+                                                     {"from": "assistant", "value": "2"}],
+         "answers": ["2", "two", "two", "2"]}]
+
+
+def test_the_json_of_a_llava_csv_trains_every_turn_of_its_conversation(tmp_path):
+    turns = [{"from": "human", "value": "What colour is the bus?"}, {"from": "gpt", "value": "White and red."},
+             {"from": "human", "value": "What is on its back?"}, {"from": "gpt", "value": "An advertisement."}]
+    data_dir = make_task_dataset(tmp_path, ("id", "image_path", "question", "answers", "turns"), [
+        ("33471", "images/a.png", "What colour is the bus?", '["White and red."]', json.dumps(turns)),
+        ("2", "images/b.png", "Q?", '["A."]', json.dumps(turns[:2]))], sizes={"a": (4, 4), "b": (4, 4)})
+    csv2json.main(["--data_dir", str(data_dir), "--task", "vqa", "--val_size", "1", "--split_seed", "0"])
+    written = {r["id"]: r for r in read_json(data_dir / "train.json") + read_json(data_dir / "val.json")}
+    assert written["33471"] == {"id": "33471", "task": "vqa", "conversations": [
+        user_turn("images/a.png", "What colour is the bus?"), {"from": "assistant", "value": "White and red."},
+        {"from": "user", "value": "What is on its back?"}, {"from": "assistant", "value": "An advertisement."}],
+        "answers": ["White and red."]}
+    assert written["2"]["conversations"] == [user_turn("images/b.png", "What colour is the bus?"),
+                                             {"from": "assistant", "value": "White and red."}]
+
+
+@pytest.mark.parametrize("task, header, rows, sizes, reasons", [
+    ("classification", ("id", "image_path", "label"),
+     [("ok", "images/a.png", "dog"), ("blank", "images/b.png", " ")], {"a": (4, 4), "b": (4, 4)},
+     [{"id": "blank", "reason": "empty label"}]),
+    ("grounding", GROUNDING_HEADER,
+     [("ok", "images/a.png", "the dog", "0", "0", "4", "4", "4", "4"),
+      ("text", "images/a.png", "the dog", "0", "zero", "4", "4", "4", "4"),
+      ("out", "images/a.png", "the dog", "0", "0", "5", "4", "4", "4"),
+      ("size", "images/b.png", "the dog", "0", "0", "4", "4", "4", "4")], {"a": (4, 4), "b": (8, 6)},
+     [{"id": "text", "reason": "y1 is not a number: 'zero'"},
+      {"id": "out", "reason": "bad box: outside the 4x4 image: (0.0, 0.0, 5.0, 4.0)"},
+      {"id": "size", "reason": "the image is 8x6 pixels, but the row's box is for 4x4"}]),
+    ("vqa", ("id", "image_path", "question", "answers"),
+     [("ok", "images/a.png", "Why?", '["because"]'), ("blank", "images/a.png", "", '["because"]'),
+      ("none", "images/b.png", "Why?", "[]"), ("text", "images/b.png", "Why?", "because")], {"a": (4, 4), "b": (4, 4)},
+     [{"id": "blank", "reason": "empty question"},
+      {"id": "none", "reason": "answers must be a non-empty JSON list of strings, got '[]'"},
+      {"id": "text", "reason": "answers is not JSON (Expecting value: line 1 column 1 (char 0)): 'because'"}]),
+])
+def test_bad_rows_of_each_task_are_reported_with_their_reason(tmp_path, capsys, task, header, rows, sizes, reasons):
+    data_dir = make_task_dataset(tmp_path, header, rows, sizes)
+    csv2json.main(["--data_dir", str(data_dir), "--task", task, "--val_size", "0.01"])
+    assert read_rejected(data_dir) == reasons
+    out = capsys.readouterr().out
+    assert f"rows read: {len(rows)}, rows rejected: {len(reasons)}" in out
+    assert all(f"  {entry['id']}: {entry['reason']}\n" in out for entry in reasons)
+    written = read_json(data_dir / "train.json") + read_json(data_dir / "val.json")
+    assert [record["id"] for record in written] == ["ok"]
+
+
+def test_a_csv_of_another_task_says_which_task_it_is_for(tmp_path):
+    data_dir = make_dataset(tmp_path, GOOD_ROWS)
+    with pytest.raises(SystemExit, match=r"no 'question' column \(a --task vqa data\.csv has id,image_path,question,"
+                                         r"answers, found id,image_path,caption\): give the --task that data2csv\.py"):
+        csv2json.main(["--data_dir", str(data_dir), "--task", "vqa"])
+
+
+def test_the_json_of_every_task_loads_into_messages(tmp_path):
+    datasets = {
+        "classification": (("id", "image_path", "label"), [("1", "images/a.png", "dog"), ("2", "images/b.png", "cat")]),
+        "grounding": (GROUNDING_HEADER, [("1", "images/a.png", "it", "0", "0", "2", "2", "4", "4"),
+                                         ("2", "images/b.png", "it", "1", "1", "4", "4", "4", "4")]),
+        "vqa": (("id", "image_path", "question", "answers"),
+                [("1", "images/a.png", "Why?", '["because"]'), ("2", "images/b.png", "Who?", '["me"]')]),
+    }
+    for task, (header, rows) in datasets.items():
+        data_dir = make_task_dataset(tmp_path / task, header, rows, {"a": (4, 4), "b": (4, 4)})
+        csv2json.main(["--data_dir", str(data_dir), "--task", task, "--val_size", "1"])
+        for name in ("train.json", "val.json"):
+            for record in load_conversations(data_dir / name):
+                assert record["task"] == task
+                messages = to_messages(record, data_dir)
+                assert [m["role"] for m in messages] == ["user", "assistant"]
+                assert messages[0]["content"][0]["type"] == "image"

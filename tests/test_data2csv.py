@@ -133,7 +133,22 @@ def test_a_missing_annotations_file_names_the_flag(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--source", "flickr"], "--source must be one of synthetic, modelscope, huggingface, coco, got 'flickr'"),
+    (["--source", "flickr"], "--source must be one of synthetic, modelscope, huggingface, coco, folder, vqa, llava, "
+                             "got 'flickr'"),
+    (["--task", "detection"], "--task must be one of caption, classification, grounding, vqa, got 'detection'"),
+    (["--source", "folder"], "--source folder has no data for --task caption: --task caption reads --source "
+                             "synthetic | modelscope | huggingface | coco, and --source folder serves --task "
+                             "classification"),
+    (["--task", "grounding", "--source", "llava"], "--source llava has no data for --task grounding: --task grounding "
+                                                   "reads --source synthetic | coco | huggingface, and --source llava "
+                                                   "serves --task vqa"),
+    (["--task", "grounding", "--bbox_format", "cxcywh"], "--bbox_format must be xywh or xyxy, got 'cxcywh'"),
+    (["--task", "classification", "--source", "folder", "--folder_dir", "nowhere"],
+     "--folder_dir 'nowhere' is not a folder: give the folder holding one folder of images per class"),
+    (["--task", "vqa", "--source", "llava", "--llava_json", "nowhere.json"],
+     "--llava_json 'nowhere.json' is not a file: give a LLaVA conversation file"),
+    (["--task", "vqa", "--source", "vqa"], "--vqa_questions '' is not a file: give an official VQA v2 or OK-VQA "
+                                           "questions file"),
     (["--bogus", "1"], "--bogus"),
     (["--num_samples", "0"], "--num_samples must be a count"),
     (["--source", "huggingface"], "--source huggingface needs --dataset_id"),
@@ -200,3 +215,144 @@ def test_hub_jpegs_are_kept_as_jpeg_one_file_per_image(tmp_path, capsys, monkeyp
     with Image.open(tmp_path / "images/0.jpg") as saved:
         assert saved.format == "JPEG" and saved.size == (40, 30)
     assert [p.name for p in (tmp_path / "images").iterdir()] == ["0.jpg"]
+
+
+def test_the_default_folder_of_a_task_other_than_captions_names_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    run(capsys, "--task", "classification", "--num_samples", "2")
+    run(capsys, "--num_samples", "2")
+    assert (tmp_path / "input/synthetic-classification/data.csv").read_text().startswith("id,image_path,label\n")
+    assert (tmp_path / "input/synthetic/data.csv").read_text().startswith("id,image_path,caption\n")
+
+
+def test_a_bad_label_map_is_named(tmp_path):
+    (tmp_path / "raw-img/cane").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="data2csv.py: --label_map 'animali' is neither animals10, nor inline JSON"):
+        data2csv.main(["--task", "classification", "--source", "folder", "--folder_dir", str(tmp_path / "raw-img"),
+                       "--label_map", "animali", "--data_dir", str(tmp_path / "out")])
+
+
+def test_a_folder_of_another_task_is_refused(tmp_path, capsys):
+    run(capsys, "--num_samples", "2", "--data_dir", str(tmp_path))
+    with pytest.raises(SystemExit, match=r"no 'question' column .*: give another --data_dir, or delete"):
+        data2csv.main(["--task", "vqa", "--num_samples", "2", "--data_dir", str(tmp_path)])
+
+
+# ---------------------------------------------------------------- every task: the exact CSV
+
+
+@pytest.mark.parametrize("task, make, header, cells", [
+    ("classification", world.classification_records, "id,image_path,label",
+     lambda record: {"label": record["label"]}),
+    ("grounding", world.grounding_records, "id,image_path,expression,x1,y1,x2,y2,width,height",
+     lambda record: {"expression": record["expression"], **dict(zip(("x1", "y1", "x2", "y2"), map(str, record["box"]))),
+                     "width": str(record["width"]), "height": str(record["height"])}),
+    ("vqa", world.vqa_records, "id,image_path,question,answers",
+     lambda record: {"question": record["question"], "answers": json.dumps(record["answers"])}),
+])
+def test_synthetic_rows_of_every_task_are_the_worlds_records(tmp_path, capsys, task, make, header, cells):
+    run(capsys, "--task", task, "--num_samples", "3", "--synthetic_seed", "2", "--synthetic_image_size", "64",
+        "--data_dir", str(tmp_path))
+    assert (tmp_path / "data.csv").read_text(encoding="utf-8").splitlines()[0] == header
+    records = list(make(3, 2, 64))
+    assert read_rows(tmp_path) == [{"id": r["id"], "image_path": f"images/{r['id']}.png", **cells(r)} for r in records]
+    for record in records:
+        with Image.open(tmp_path / f"images/{record['id']}.png") as image:
+            assert image.tobytes() == record["image"].tobytes()
+
+
+def test_class_folders_give_a_row_per_image_with_its_english_label(tmp_path, capsys):
+    root = tmp_path / "raw-img"
+    for folder, names in {"cane": ["OIP-a.jpeg", "b.png"], "gatto": ["c.jpg"], "lupo": ["d.jpg"]}.items():
+        (root / folder).mkdir(parents=True)
+        for name in names:
+            Image.new("RGB", (6, 4), "white").save(root / folder / name)
+    (root / "cane/Thumbs.db").write_text("not an image")
+    out = run(capsys, "--task", "classification", "--source", "folder", "--folder_dir", str(root), "--label_map",
+              "animals10", "--num_samples", "0", "--data_dir", str(tmp_path / "out"))
+    assert (tmp_path / "out/data.csv").read_text() == (
+        "id,image_path,label\n"
+        "cane/OIP-a.jpeg,images/cane-OIP-a.jpeg,dog\n"
+        "gatto/c.jpg,images/gatto-c.jpg,cat\n"
+        "cane/b.png,images/cane-b.png,dog\n")
+    assert (tmp_path / "out/images/cane-b.png").read_bytes() == (root / "cane/b.png").read_bytes()
+    assert "3 records. Written now: 3, already present: 0, skipped: 2." in out
+    assert "  skipped lupo/d.jpg: unknown class folder 'lupo': name it in --label_map to read it\n" in out
+    assert "  skipped cane/Thumbs.db: not an image: its extension is .db\n" in out
+
+
+def test_coco_instances_give_a_grounding_row_per_object(fixtures_dir, tmp_path, capsys):
+    coco = fixtures_dir / "coco-mini"
+    out = run(capsys, "--task", "grounding", "--source", "coco", "--coco_annotations",
+              str(coco / "annotations/instances_train2017.json"), "--coco_images", str(coco / "train2017"),
+              "--num_samples", "0", "--data_dir", str(tmp_path))
+    lines = (tmp_path / "data.csv").read_text().splitlines()
+    assert lines[:2] == ["id,image_path,expression,x1,y1,x2,y2,width,height",
+                         "535506_441444,images/535506.jpg,person,120.46,133.32,332.77,631.9,480,640"]
+    assert len(lines) == 1 + 731 and len(list((tmp_path / "images").iterdir())) == 80
+    assert "731 records. Written now: 731, already present: 0, skipped: 8." in out
+    assert "a crowd annotation (iscrowd 1)" in out
+
+
+def test_a_hugging_face_refcocog_gives_a_row_per_sentence_and_a_file_per_image(tmp_path, capsys, monkeypatch):
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), "green").save(buffer, format="JPEG")
+    image = Image.open(io.BytesIO(buffer.getvalue()))
+    rows = [{"image": image, "answer": ["the left tree", "a tree"], "bbox": [1.0, 2.0, 10.25, 20.0]},
+            {"image": image, "answer": ["the sky"], "bbox": [0.0, 0.0, 40.0, 5.0]},
+            {"image": image, "answer": ["off the edge"], "bbox": [35.0, 0.0, 10.0, 5.0]}]
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: rows)
+    out = run(capsys, "--task", "grounding", "--source", "huggingface", "--dataset_id", "lmms-lab/RefCOCOg",
+              "--dataset_split", "val", "--data_dir", str(tmp_path))
+    (name,) = [p.name for p in (tmp_path / "images").iterdir()]
+    assert name.endswith(".jpg") and len(name) == len("0123456789abcdef.jpg")
+    assert (tmp_path / "data.csv").read_text() == (
+        "id,image_path,expression,x1,y1,x2,y2,width,height\n"
+        f"0_0,images/{name},the left tree,1,2,11.25,22,40,30\n"
+        f"0_1,images/{name},a tree,1,2,11.25,22,40,30\n"
+        f"1_0,images/{name},the sky,0,0,40,5,40,30\n")
+    assert "skipped 2_0: bad box (xywh [35.0, 0.0, 10.0, 5.0]): outside the 40x30 image" in out
+
+
+def test_official_vqa_files_give_a_row_per_question_with_its_ten_answers(tmp_path, capsys):
+    (tmp_path / "train2014").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "train2014/COCO_train2014_000000000009.jpg")
+    ten = ["broccoli"] * 7 + ["vegetables", "green", "broccoli, carrots"]
+    questions = [{"image_id": 9, "question": "What is in the bowl?", "question_id": 9000},
+                 {"image_id": 9, "question": "", "question_id": 9001},
+                 {"image_id": 9, "question": "Is it hot?", "question_id": 9002}]
+    annotations = [{"question_id": 9000, "image_id": 9, "answers": [{"answer": a, "answer_id": n + 1}
+                                                                   for n, a in enumerate(ten)]},
+                   {"question_id": 9001, "image_id": 9, "answers": [{"answer": "no", "answer_id": 1}]}]
+    (tmp_path / "q.json").write_text(json.dumps({"questions": questions}))
+    (tmp_path / "a.json").write_text(json.dumps({"annotations": annotations}))
+    out = run(capsys, "--task", "vqa", "--source", "vqa", "--vqa_questions", str(tmp_path / "q.json"),
+              "--vqa_annotations", str(tmp_path / "a.json"), "--vqa_images", str(tmp_path / "train2014"),
+              "--num_samples", "0", "--data_dir", str(tmp_path / "out"))
+    assert (tmp_path / "out/data.csv").read_text() == (
+        "id,image_path,question,answers\n"
+        '9000,images/9.jpg,What is in the bowl?,"[""broccoli"", ""broccoli"", ""broccoli"", ""broccoli"", '
+        '""broccoli"", ""broccoli"", ""broccoli"", ""vegetables"", ""green"", ""broccoli, carrots""]"\n')
+    assert "1 records. Written now: 1, already present: 0, skipped: 2." in out
+    assert "  skipped 9001: empty question\n" in out
+    assert f"  skipped 9002: no annotation in {tmp_path / 'a.json'} answers this question_id\n" in out
+
+
+def test_a_llava_file_gives_a_row_per_conversation_with_all_its_turns(tmp_path, capsys):
+    (tmp_path / "coco/train2017").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "coco/train2017/000000033471.jpg")
+    conversation = [{"from": "human", "value": "<image>\nWhat colour is the bus?"},
+                    {"from": "gpt", "value": "White and red."},
+                    {"from": "human", "value": "What is on its back?"}, {"from": "gpt", "value": "An advert."}]
+    (tmp_path / "llava.json").write_text(json.dumps([
+        {"id": "000000033471", "image": "coco/train2017/000000033471.jpg", "conversations": conversation},
+        {"id": "text-only", "conversations": conversation[2:]}]))
+    out = run(capsys, "--task", "vqa", "--source", "llava", "--llava_json", str(tmp_path / "llava.json"),
+              "--llava_images", str(tmp_path), "--data_dir", str(tmp_path / "out"))
+    assert (tmp_path / "out/data.csv").read_text() == (
+        "id,image_path,question,answers,turns\n"
+        '000000033471,images/coco_train2017_000000033471.jpg,What colour is the bus?,"[""White and red.""]",'
+        '"[{""from"": ""human"", ""value"": ""What colour is the bus?""}, {""from"": ""gpt"", ""value"": '
+        '""White and red.""}, {""from"": ""human"", ""value"": ""What is on its back?""}, {""from"": ""gpt"", '
+        '""value"": ""An advert.""}]"\n')
+    assert "skipped: 1." in out and "  skipped text-only: no image: a text-only conversation\n" in out

@@ -10,8 +10,11 @@ from PIL import Image
 from vlmtune.formats import (
     check_row,
     load_conversations,
+    most_common_answer,
     read_csv,
+    record_to_row,
     row_to_conversation,
+    rows_to_conversations,
     split_by_image,
     to_messages,
 )
@@ -50,33 +53,34 @@ def val_images(val):
 def test_read_csv_returns_rows_with_cells_stripped(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text('id,image_path,caption\n a-1 ,images/a.png,"A red square, small. "\n', encoding="utf-8")
-    assert read_csv(path) == [{"id": "a-1", "image_path": "images/a.png", "caption": "A red square, small."}]
+    assert read_csv(path, "caption") == [{"id": "a-1", "image_path": "images/a.png", "caption": "A red square, small."}]
 
 
 def test_read_csv_ignores_the_byte_order_mark_excel_writes(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text("id,image_path,caption\na-1,images/a.png,A red square.\n", encoding="utf-8-sig")
-    assert read_csv(path)[0]["id"] == "a-1"
+    assert read_csv(path, "caption")[0]["id"] == "a-1"
 
 
 def test_read_csv_names_the_file_and_the_missing_column(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text("id,image,caption\na-1,images/a.png,A red square.\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"data\.csv: no 'image_path' column"):
-        read_csv(path)
+        read_csv(path, "caption")
 
 
 def test_read_csv_rejects_a_row_with_more_cells_than_columns(tmp_path):
     path = tmp_path / "data.csv"
     path.write_text("id,image_path,caption\na-1,images/a.png,A red square, small.\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"data\.csv, line 2: more cells than columns"):
-        read_csv(path)
+        read_csv(path, "caption")
 
 
 def test_row_to_conversation_is_the_tutorial_format():
     row = {"id": "a-1", "image_path": "images/a.png", "caption": "A red square."}
-    assert row_to_conversation(row, "Describe this image.", "images/a.png") == {
+    assert row_to_conversation(row, "caption", "images/a.png", "Describe this image.") == {
         "id": "a-1",
+        "task": "caption",
         "conversations": [
             {"from": "user", "value": "<|vision_start|>images/a.png<|vision_end|>Describe this image."},
             {"from": "assistant", "value": "A red square."},
@@ -86,18 +90,20 @@ def test_row_to_conversation_is_the_tutorial_format():
 
 def test_check_row_accepts_a_good_row_with_a_relative_or_absolute_path(tmp_path):
     image = write_image(tmp_path / "images" / "a.png")
-    assert check_row({"id": "a-1", "image_path": "images/a.png", "caption": "A red square."}, tmp_path) is None
-    assert check_row({"id": "a-1", "image_path": str(image), "caption": "A red square."}, "/elsewhere") is None
+    assert check_row({"id": "a-1", "image_path": "images/a.png", "caption": "A red square."}, tmp_path,
+                     "caption") is None
+    assert check_row({"id": "a-1", "image_path": str(image), "caption": "A red square."}, "/elsewhere",
+                     "caption") is None
 
 
 def test_check_row_gives_the_reason_a_row_is_bad(tmp_path):
     write_image(tmp_path / "images" / "a.png")
     good = {"id": "a-1", "image_path": "images/a.png", "caption": "A red square."}
     missing = os.path.join(tmp_path, "images/missing.png")
-    assert check_row({**good, "id": "  "}, tmp_path) == "empty id"
-    assert check_row({**good, "caption": " \t"}, tmp_path) == "empty caption"
-    assert check_row({**good, "image_path": ""}, tmp_path) == "empty image_path"
-    assert check_row({**good, "image_path": "images/missing.png"}, tmp_path) == f"image not found: {missing}"
+    assert check_row({**good, "id": "  "}, tmp_path, "caption") == "empty id"
+    assert check_row({**good, "caption": " \t"}, tmp_path, "caption") == "empty caption"
+    assert check_row({**good, "image_path": ""}, tmp_path, "caption") == "empty image_path"
+    assert check_row({**good, "image_path": "images/missing.png"}, tmp_path, "caption") == f"image not found: {missing}"
 
 
 # A PNG without its last 12 bytes (the IEND chunk) still loads: only verify() notices. A cut JPEG passes verify().
@@ -108,14 +114,188 @@ def test_check_row_gives_the_reason_a_row_is_bad(tmp_path):
 ])
 def test_check_row_catches_a_truncated_image(tmp_path, name, keep):
     write_truncated(tmp_path / "images" / name, keep)
-    reason = check_row({"id": "a-1", "image_path": f"images/{name}", "caption": "A red square."}, tmp_path)
+    reason = check_row({"id": "a-1", "image_path": f"images/{name}", "caption": "A red square."}, tmp_path, "caption")
     assert reason.startswith(f"image does not decode: {os.path.join(tmp_path, 'images', name)} (")
 
 
 def test_check_row_catches_a_file_that_is_no_image(tmp_path):
     (tmp_path / "a.png").write_text("not an image")
-    reason = check_row({"id": "a-1", "image_path": "a.png", "caption": "A red square."}, tmp_path)
+    reason = check_row({"id": "a-1", "image_path": "a.png", "caption": "A red square."}, tmp_path, "caption")
     assert reason.startswith("image does not decode:")
+
+
+def test_read_csv_of_another_task_names_the_task_and_its_columns(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("id,image_path,caption\na-1,images/a.png,A red square.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"no 'label' column \(a --task classification data\.csv has "
+                                         r"id,image_path,label, found id,image_path,caption\)"):
+        read_csv(path, "classification")
+
+
+def test_read_csv_keeps_the_turns_column_of_a_vqa_csv(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text('id,image_path,question,answers,turns\nq,a.png,Why?,"[""b""]",\n', encoding="utf-8")
+    assert read_csv(path, "vqa") == [{"id": "q", "image_path": "a.png", "question": "Why?", "answers": '["b"]',
+                                      "turns": ""}]
+
+
+# ---------------------------------------------------------------- tasks: record -> row -> conversation
+
+
+def test_record_to_row_of_each_task():
+    base = {"id": "r", "image_id": "i", "image": "x.jpg"}
+    assert record_to_row({**base, "caption": "A cat."}, "images/i.jpg", "caption") == \
+        {"id": "r", "image_path": "images/i.jpg", "caption": "A cat."}
+    assert record_to_row({**base, "label": "dog"}, "images/i.jpg", "classification") == \
+        {"id": "r", "image_path": "images/i.jpg", "label": "dog"}
+    # COCO's x + width is not exact in floating point (120.46 + 212.31 = 332.77000000000004): 2 decimals at most.
+    assert record_to_row({**base, "expression": "person", "box": (120.46, 133.32, 120.46 + 212.31, 640.0),
+                          "width": 480, "height": 640}, "images/i.jpg", "grounding") == \
+        {"id": "r", "image_path": "images/i.jpg", "expression": "person", "x1": "120.46", "y1": "133.32",
+         "x2": "332.77", "y2": "640", "width": 480, "height": 640}
+    assert record_to_row({**base, "question": "Què és?", "answers": ["gat", "gat"]}, "images/i.jpg", "vqa") == \
+        {"id": "r", "image_path": "images/i.jpg", "question": "Què és?", "answers": '["gat", "gat"]'}
+    turns = [{"from": "human", "value": "Què és?"}, {"from": "gpt", "value": "Un gat."}]
+    row = record_to_row({**base, "question": "Què és?", "answers": ["Un gat."], "turns": turns}, "i.jpg", "vqa")
+    assert row["turns"] == '[{"from": "human", "value": "Què és?"}, {"from": "gpt", "value": "Un gat."}]'
+
+
+def test_classification_conversation_lists_the_classes_and_answers_the_label():
+    row = {"id": "cane/1.jpeg", "image_path": "images/cane-1.jpeg", "label": "dog"}
+    assert row_to_conversation(row, "classification", "images/cane-1.jpeg", "Describe this image.",
+                               ["cat", "dog", "horse"]) == {
+        "id": "cane/1.jpeg", "task": "classification",
+        "conversations": [
+            {"from": "user", "value": "<|vision_start|>images/cane-1.jpeg<|vision_end|>"
+                                      "Which of these is in the picture: cat, dog, horse? Answer with one of them."},
+            {"from": "assistant", "value": "dog"}],
+        "label": "dog", "classes": ["cat", "dog", "horse"]}
+
+
+def test_grounding_conversation_answers_integer_original_pixels_and_keeps_the_float_box():
+    row = {"id": "535506_441444", "image_path": "images/535506.jpg", "expression": "person", "x1": "120.46",
+           "y1": "133.32", "x2": "332.77", "y2": "631.9", "width": "480", "height": "640"}
+    assert row_to_conversation(row, "grounding", "images/535506.jpg", "Describe this image.") == {
+        "id": "535506_441444", "task": "grounding",
+        "conversations": [
+            {"from": "user", "value": "<|vision_start|>images/535506.jpg<|vision_end|>"
+                                      "Locate person in the image and give its bounding box."},
+            {"from": "assistant", "value": '[{"bbox_2d": [120, 133, 333, 632], "label": "person"}]'}],
+        "box": [120.46, 133.32, 332.77, 631.9], "image_size": [480, 640], "expression": "person"}
+
+
+def test_vqa_conversation_answers_the_most_common_answer():
+    row = {"id": "458752000", "image_path": "images/458752.jpg",
+           "question": "What is this photo taken looking through?", "answers": '["net", "netting", "net", "mesh"]'}
+    assert row_to_conversation(row, "vqa", "images/458752.jpg", "Describe this image.") == {
+        "id": "458752000", "task": "vqa",
+        "conversations": [
+            {"from": "user", "value": "<|vision_start|>images/458752.jpg<|vision_end|>"
+                                      "What is this photo taken looking through?"},
+            {"from": "assistant", "value": "net"}],
+        "answers": ["net", "netting", "net", "mesh"]}
+
+
+def test_most_common_answer_breaks_ties_by_the_first_given():
+    assert most_common_answer(["mesh", "net", "net", "mesh", "netting"]) == "mesh"
+    assert most_common_answer(["two", "2", "2"]) == "2"
+
+
+def test_vqa_conversation_with_turns_trains_every_answer_with_the_image_first():
+    turns = [{"from": "human", "value": "What colour is the bus?"}, {"from": "gpt", "value": "White and red."},
+             {"from": "human", "value": "What is on its back?"}, {"from": "gpt", "value": "An advertisement."}]
+    row = {"id": "000000033471", "image_path": "images/coco_train2017_000000033471.jpg",
+           "question": "What colour is the bus?", "answers": '["White and red."]', "turns": json.dumps(turns)}
+    record = row_to_conversation(row, "vqa", row["image_path"], "Describe this image.")
+    assert record == {
+        "id": "000000033471", "task": "vqa",
+        "conversations": [
+            {"from": "user", "value": "<|vision_start|>images/coco_train2017_000000033471.jpg<|vision_end|>"
+                                      "What colour is the bus?"},
+            {"from": "assistant", "value": "White and red."},
+            {"from": "user", "value": "What is on its back?"},
+            {"from": "assistant", "value": "An advertisement."}],
+        "answers": ["White and red."]}
+
+
+def test_rows_to_conversations_ask_every_class_of_the_rows_sorted():
+    rows = [{"id": f"{n}", "image_path": f"{n}.png", "label": label} for n, label in enumerate(["dog", "cat", "dog"])]
+    records = rows_to_conversations(rows, "classification", "Describe this image.")
+    assert [r["id"] for r in records] == ["0", "1", "2"]
+    assert all(r["classes"] == ["cat", "dog"] for r in records)
+    assert records[1]["conversations"][0]["value"] == \
+        "<|vision_start|>1.png<|vision_end|>Which of these is in the picture: cat, dog? Answer with one of them."
+
+
+def test_to_messages_ignores_the_scoring_keys_and_reads_several_turns(tmp_path):
+    turns = [{"from": "human", "value": "Q1?"}, {"from": "gpt", "value": "A1."},
+             {"from": "human", "value": "Q2?"}, {"from": "gpt", "value": "A2."}]
+    row = {"id": "q", "image_path": "a.png", "question": "Q1?", "answers": '["A1."]', "turns": json.dumps(turns)}
+    assert to_messages(row_to_conversation(row, "vqa", "a.png", "Describe."), tmp_path) == [
+        {"role": "user", "content": [{"type": "image", "image": os.path.join(tmp_path, "a.png")},
+                                     {"type": "text", "text": "Q1?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A1."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Q2?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A2."}]},
+    ]
+    box = {"id": "b", "image_path": "a.png", "expression": "cat", "x1": "1", "y1": "1", "x2": "3", "y2": "3",
+           "width": "4", "height": "4"}
+    assert [m["role"] for m in to_messages(row_to_conversation(box, "grounding", "a.png", ""), tmp_path)] == \
+        ["user", "assistant"]
+
+
+# ---------------------------------------------------------------- tasks: checks
+
+
+def test_check_row_of_classification_wants_a_label(tmp_path):
+    write_image(tmp_path / "a.png")
+    assert check_row({"id": "c", "image_path": "a.png", "label": "dog"}, tmp_path, "classification") is None
+    assert check_row({"id": "c", "image_path": "a.png", "label": " "}, tmp_path, "classification") == "empty label"
+
+
+GROUNDING_ROW = {"id": "g", "image_path": "a.png", "expression": "the red square", "x1": "0", "y1": "0.5",
+                 "x2": "4", "y2": "3", "width": "4", "height": "4"}
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({}, None),
+    ({"expression": ""}, "empty expression"),
+    ({"x2": "four"}, "x2 is not a number: 'four'"),
+    ({"y1": ""}, "y1 is not a number: ''"),
+    ({"width": "4.0"}, "width is not a whole number of pixels: '4.0'"),
+    ({"x2": "4.5"}, "bad box: outside the 4x4 image: (0.0, 0.5, 4.5, 3.0)"),
+    ({"y2": "0.5"}, "bad box: zero or negative area: (0.0, 0.5, 4.0, 0.5) (x2 must exceed x1 and y2 exceed y1)"),
+    ({"x1": "nan"}, "bad box: a coordinate is not a finite number: (nan, 0.5, 4.0, 3.0)"),
+    ({"width": "8", "x2": "6"}, "the image is 4x4 pixels, but the row's box is for 8x4"),
+])
+def test_check_row_of_grounding_wants_a_box_inside_the_image_of_its_size(tmp_path, change, reason):
+    write_image(tmp_path / "a.png")
+    assert check_row({**GROUNDING_ROW, **change}, tmp_path, "grounding") == reason
+
+
+VQA_ROW = {"id": "v", "image_path": "a.png", "question": "What colour?", "answers": '["red", "red", "dark red"]'}
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({}, None),
+    ({"question": " "}, "empty question"),
+    ({"answers": "red"}, "answers is not JSON (Expecting value: line 1 column 1 (char 0)): 'red'"),
+    ({"answers": "[]"}, "answers must be a non-empty JSON list of strings, got '[]'"),
+    ({"answers": '"red"'}, "answers must be a non-empty JSON list of strings, got '\"red\"'"),
+    ({"answers": '["red", 2]'}, "answers must be a non-empty JSON list of strings, got '[\"red\", 2]'"),
+    ({"answers": '["red", " "]'}, "an empty answer in answers: '[\"red\", \" \"]'"),
+    ({"turns": ""}, None),
+    ({"turns": '[{"from": "human", "value": "Q?"}, {"from": "gpt", "value": "A."}]'}, None),
+    ({"turns": "[{"},
+     "turns is not JSON (Expecting property name enclosed in double quotes: line 1 column 3 (char 2))"),
+    ({"turns": '[{"from": "human", "value": "Q?"}]'}, "turns must be a JSON list of human and gpt turns in pairs"),
+    ({"turns": '[{"from": "gpt", "value": "A."}, {"from": "human", "value": "Q?"}]'},
+     "turn 1 of turns must be a user turn ({\"from\", \"value\"}), got {'from': 'gpt', 'value': 'A.'}"),
+    ({"turns": '[{"from": "human", "value": "Q?"}, {"from": "gpt", "value": " "}]'}, "turn 2 of turns is empty"),
+])
+def test_check_row_of_vqa_wants_a_question_and_a_list_of_answers(tmp_path, change, reason):
+    write_image(tmp_path / "a.png")
+    assert check_row({**VQA_ROW, **change}, tmp_path, "vqa") == reason
 
 
 # ---------------------------------------------------------------- split
@@ -282,13 +462,13 @@ def write_json(path, value):
 
 def test_load_conversations_reads_back_a_valid_file(tmp_path):
     write_image(tmp_path / "images" / "a.png")
-    records = [row_to_conversation({"id": "a-1", "caption": "A red square."}, "Describe.", "images/a.png")]
+    records = [row_to_conversation({"id": "a-1", "caption": "A red square."}, "caption", "images/a.png", "Describe.")]
     assert load_conversations(write_json(tmp_path / "train.json", records)) == records
 
 
 def test_load_conversations_names_the_file_and_the_record(tmp_path):
     write_image(tmp_path / "a.png")
-    good = row_to_conversation({"id": "ok", "caption": "A."}, "Describe.", "a.png")
+    good = row_to_conversation({"id": "ok", "caption": "A."}, "caption", "a.png", "Describe.")
     path = write_json(tmp_path / "train.json", [good, {"id": "bad-2", "conversations": [user("Hi.")]}])
     with pytest.raises(ValueError, match=r"train\.json: record 'bad-2': turns must alternate"):
         load_conversations(path)
@@ -296,7 +476,7 @@ def test_load_conversations_names_the_file_and_the_record(tmp_path):
 
 def test_load_conversations_names_a_missing_image(tmp_path):
     path = write_json(tmp_path / "train.json",
-                      [row_to_conversation({"id": "gone", "caption": "A."}, "Describe.", "images/gone.png")])
+                      [row_to_conversation({"id": "gone", "caption": "A."}, "caption", "images/gone.png", "Describe.")])
     with pytest.raises(FileNotFoundError, match=r"train\.json: record 'gone': image not found: .*images/gone\.png"):
         load_conversations(path)
 

@@ -191,3 +191,339 @@ def test_huggingface_unreachable_names_the_hub_and_mirror_variable(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", unreachable)
     with pytest.raises(ConnectionError, match="Hugging Face hub at .* for dataset 'user/shapes'.*HF_ENDPOINT"):
         list(sources.huggingface_captions("user/shapes"))
+
+
+# ---------------------------------------------------------------- synthetic world, every task
+
+
+@pytest.mark.parametrize("read, make", [
+    (sources.synthetic_classification, world.classification_records),
+    (sources.synthetic_grounding, world.grounding_records),
+    (sources.synthetic_vqa, world.vqa_records),
+])
+def test_synthetic_readers_are_the_worlds_records_with_their_image_id(read, make):
+    records, expected = list(read(3, 5, 64)), list(make(3, 5, 64))
+    assert len(records) == 3
+    for record, truth in zip(records, expected):
+        assert record["image"].tobytes() == truth["image"].tobytes()
+        assert {k: v for k, v in record.items() if k != "image"} == \
+            {**{k: v for k, v in truth.items() if k != "image"}, "image_id": truth["id"]}
+
+
+# ---------------------------------------------------------------- class folders
+
+
+def make_folders(root, layout):
+    """layout: {"cane": ["1.jpeg", "notes.txt"], ...}; image names get a tiny image, others some text."""
+    for folder, names in layout.items():
+        (root / folder).mkdir(parents=True)
+        for name in names:
+            if name.endswith("/"):
+                (root / folder / name).mkdir()
+            elif name.endswith((".jpeg", ".jpg", ".png")):
+                Image.new("RGB", (4, 4)).save(root / folder / name)
+            else:
+                (root / folder / name).write_text("not an image")
+    return root
+
+
+def test_folder_classification_reads_animals10_in_english_taking_classes_in_turn(tmp_path):
+    root = make_folders(tmp_path / "raw-img", {"cane": ["OIP-a.jpeg", "OIP-b.jpeg", "OIP-c.jpeg"],
+                                               "gatto": ["1.jpeg"], "ragno": ["x.png", "y.png"]})
+    skipped = []
+    records = list(sources.folder_classification(str(root), sources.read_label_map("animals10"), skipped))
+    assert skipped == []
+    assert [(r["id"], r["label"]) for r in records] == [
+        ("cane/OIP-a.jpeg", "dog"), ("gatto/1.jpeg", "cat"), ("ragno/x.png", "spider"),
+        ("cane/OIP-b.jpeg", "dog"), ("ragno/y.png", "spider"), ("cane/OIP-c.jpeg", "dog")]
+    assert records[0] == {"id": "cane/OIP-a.jpeg", "image_id": "cane-OIP-a", "image": str(root / "cane/OIP-a.jpeg"),
+                          "label": "dog"}
+
+
+def test_folder_classification_limit_takes_every_class_alike(tmp_path):
+    root = make_folders(tmp_path, {"a": ["1.png", "2.png", "3.png"], "b": ["1.png", "2.png", "3.png"]})
+    records = list(sources.folder_classification(str(root), {}, [], limit=4))
+    assert [r["id"] for r in records] == ["a/1.png", "b/1.png", "a/2.png", "b/2.png"]
+    assert [r["label"] for r in records] == ["a", "b", "a", "b"]
+
+
+def test_folder_classification_reports_unknown_folders_and_files_that_are_no_images(tmp_path):
+    root = make_folders(tmp_path, {"cane": ["1.jpeg", "notes.txt", ".DS_Store", "more/"], "lupo": ["1.jpeg", "2.jpg"]})
+    (root / "README.md").write_text("Animals-10")
+    skipped = []
+    records = list(sources.folder_classification(str(root), {"cane": "dog"}, skipped))
+    assert [r["id"] for r in records] == ["cane/1.jpeg"]
+    assert skipped == [
+        ("README.md", "a file beside the class folders, not in one"),
+        ("lupo/1.jpeg", "unknown class folder 'lupo': name it in --label_map to read it"),
+        ("lupo/2.jpg", "unknown class folder 'lupo': name it in --label_map to read it"),
+        ("cane/.DS_Store", "not an image: its extension is missing"),
+        ("cane/more", "a folder inside a class folder: images must sit in the class folder"),
+        ("cane/notes.txt", "not an image: its extension is .txt"),
+    ]
+
+
+def test_folder_classification_without_class_folders_says_what_it_wants(tmp_path):
+    (tmp_path / "1.jpeg").write_text("x")
+    with pytest.raises(ValueError, match="holds no folder: --folder_dir needs one folder of images per class"):
+        list(sources.folder_classification(str(tmp_path), {}, []))
+
+
+def test_read_label_map_takes_a_name_inline_json_or_a_file(tmp_path):
+    assert sources.read_label_map("") == {}
+    assert sources.read_label_map("animals10") == sources.ANIMALS10_LABELS
+    assert sources.ANIMALS10_LABELS == {
+        "cane": "dog", "cavallo": "horse", "elefante": "elephant", "farfalla": "butterfly", "gallina": "chicken",
+        "gatto": "cat", "mucca": "cow", "pecora": "sheep", "ragno": "spider", "scoiattolo": "squirrel"}
+    assert sources.read_label_map('{"cane": " dog "}') == {"cane": "dog"}
+    (tmp_path / "labels.json").write_text('{"gatto": "cat"}')
+    assert sources.read_label_map(str(tmp_path / "labels.json")) == {"gatto": "cat"}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("animals-10", "--label_map 'animals-10' is neither animals10, nor inline JSON, nor a file"),
+    ('{"cane": dog}', "--label_map: not valid JSON"),
+    ('{"cane": ""}', "--label_map: expected a JSON object of folder name -> label"),
+    ('{"cane": 1}', "--label_map: expected a JSON object of folder name -> label"),
+])
+def test_read_label_map_names_a_bad_map(spec, message):
+    with pytest.raises(ValueError, match=message):
+        sources.read_label_map(spec)
+
+
+# ---------------------------------------------------------------- COCO instances (grounding)
+
+
+def test_coco_grounding_gives_one_record_per_non_crowd_annotation(fixtures_dir):
+    coco = fixtures_dir / "coco-mini"
+    skipped = []
+    records = list(sources.coco_grounding(str(coco / "annotations/instances_train2017.json"), str(coco / "train2017"),
+                                          skipped))
+    assert records[0] == {"id": "535506_441444", "image_id": "535506",
+                          "image": str(coco / "train2017/000000535506.jpg"), "expression": "person",
+                          "box": (120.46, 133.32, 332.77, 631.9), "width": 480, "height": 640}
+    assert len(records) == 731 and len(skipped) == 8
+    assert {reason for _, reason in skipped} == \
+        {"a crowd annotation (iscrowd 1): its box covers a group, not one object"}
+    annotations = json.loads((coco / "annotations/instances_train2017.json").read_text())["annotations"]
+    crowd = [f"{a['image_id']}_{a['id']}" for a in annotations if a["iscrowd"]]
+    assert [record_id for record_id, _ in skipped] == crowd
+
+
+def test_coco_grounding_reports_bad_boxes_missing_images_and_unknown_ids(tmp_path):
+    Image.new("RGB", (8, 6)).save(tmp_path / "a.jpg")
+    images = [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 6},
+              {"id": 2, "file_name": "gone.jpg", "width": 8, "height": 6}]
+    annotation = {"image_id": 1, "category_id": 18, "iscrowd": 0}
+    annotations = [{**annotation, "id": 10, "bbox": [1, 1, 2.5, 3]},
+                   {**annotation, "id": 11, "bbox": [6, 1, 4, 3]},
+                   {**annotation, "id": 12, "bbox": [1, 1, 0, 3]},
+                   {**annotation, "id": 13, "bbox": [1, 1, 2, 2], "image_id": 2},
+                   {**annotation, "id": 14, "bbox": [1, 1, 2, 2], "image_id": 3},
+                   {**annotation, "id": 15, "bbox": [1, 1, 2, 2], "category_id": 99}]
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations,
+                                "categories": [{"id": 18, "name": "dog", "supercategory": "animal"}]}))
+    skipped = []
+    assert list(sources.coco_grounding(str(path), str(tmp_path), skipped)) == [
+        {"id": "1_10", "image_id": "1", "image": str(tmp_path / "a.jpg"), "expression": "dog", "box": (1, 1, 3.5, 4),
+         "width": 8, "height": 6}]
+    assert skipped == [
+        ("1_11", "bad box (COCO bbox [6, 1, 4, 3]): outside the 8x6 image: (6, 1, 10, 4)"),
+        ("1_12", "bad box (COCO bbox [1, 1, 0, 3]): zero or negative area: (1, 1, 1, 4) "
+                 "(x2 must exceed x1 and y2 exceed y1)"),
+        ("2_13", f"image file missing: {tmp_path / 'gone.jpg'}"),
+        ("3_14", "image_id 3 is not in the file's images"),
+        ("1_15", "category_id 99 is not in the file's categories"),
+    ]
+
+
+def test_coco_grounding_refuses_a_captions_file(fixtures_dir):
+    coco = fixtures_dir / "coco-mini"
+    with pytest.raises(ValueError, match=r"captions_train2017\.json has no 'categories': it is not a COCO instances "
+                                         r"file \(instances_\*\.json; a captions_\*\.json is for --task caption\)"):
+        list(sources.coco_grounding(str(coco / "annotations/captions_train2017.json"), str(coco / "train2017"), []))
+
+
+# ---------------------------------------------------------------- Hugging Face RefCOCO (grounding)
+
+
+def test_huggingface_grounding_reads_lmms_lab_refcocog_one_record_per_sentence(huggingface_rows):
+    images = [jpeg("red"), jpeg("blue")]
+    huggingface_rows += [
+        {"question_id": "1", "image": images[0], "question": "Please carefully observe the area circled in the image "
+         "and come up with a caption for the area.", "answer": ["the red square on the left ", "a red square"],
+         "bbox": [2.0, 3.0, 10.5, 20.25], "iscrowd": 0, "file_name": "COCO_train2014_000000000001_1.jpg"},
+        {"question_id": "2", "image": images[1], "answer": ["the blue one"], "bbox": [0.0, 0.0, 32.0, 24.0]}]
+    skipped = []
+    records = list(sources.huggingface_grounding("lmms-lab/RefCOCOg", skipped, split="val"))
+    assert huggingface_rows.calls == [("lmms-lab/RefCOCOg", None, "val", True)]
+    assert skipped == []
+    assert [{k: v for k, v in r.items() if k != "image_id"} for r in records] == [
+        {"id": "0_0", "image": images[0], "expression": "the red square on the left", "box": (2.0, 3.0, 12.5, 23.25),
+         "width": 32, "height": 24},
+        {"id": "0_1", "image": images[0], "expression": "a red square", "box": (2.0, 3.0, 12.5, 23.25),
+         "width": 32, "height": 24},
+        {"id": "1_0", "image": images[1], "expression": "the blue one", "box": (0.0, 0.0, 32.0, 24.0),
+         "width": 32, "height": 24}]
+    assert records[0]["image_id"] == records[1]["image_id"] != records[2]["image_id"]
+    assert len(records[0]["image_id"]) == 16
+
+
+def test_huggingface_grounding_names_one_image_of_two_rows_alike(huggingface_rows):
+    huggingface_rows += [{"image": jpeg("red"), "answer": ["the left one"], "bbox": [0, 0, 4, 4]},
+                         {"image": jpeg("red"), "answer": ["the right one"], "bbox": [8, 0, 4, 4]}]
+    first, second = sources.huggingface_grounding("lmms-lab/RefCOCOg", [])
+    assert first["image_id"] == second["image_id"]
+
+
+def test_huggingface_grounding_reads_jxu124_refcocog_paths_and_xyxy_boxes(huggingface_rows, tmp_path):
+    (tmp_path / "coco/train2014").mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(tmp_path / "coco/train2014/COCO_train2014_000000000009.jpg")
+    huggingface_rows += [{"image_id": 9, "sentences": [{"raw": "A bowl.", "sent": "a bowl"}],
+                          "captions": ["a bowl of broccoli"], "bbox": [1.0, 2.0, 30.0, 25.5],
+                          "image_path": "coco/train2014/COCO_train2014_000000000009.jpg"}]
+    records = list(sources.huggingface_grounding("jxu124/refcocog", [], image_column="image_path",
+                                                 expression_column="captions", bbox_format="xyxy",
+                                                 images_dir=str(tmp_path)))
+    assert [{k: v for k, v in r.items() if k != "image_id"} for r in records] == [
+        {"id": "0_0", "image": str(tmp_path / "coco/train2014/COCO_train2014_000000000009.jpg"),
+         "expression": "a bowl of broccoli", "box": (1.0, 2.0, 30.0, 25.5), "width": 40, "height": 30}]
+
+
+def test_huggingface_grounding_reports_bad_boxes_and_empty_sentences(huggingface_rows):
+    huggingface_rows += [{"image": jpeg("red"), "answer": ["too wide", "also"], "bbox": [20, 0, 20, 10]},
+                         {"image": jpeg("red"), "answer": " ", "bbox": [0, 0, 4, 4]},
+                         {"image": jpeg("red"), "answer": "fine", "bbox": [0, 0, 4, 4]}]
+    skipped = []
+    assert [r["id"] for r in sources.huggingface_grounding("lmms-lab/RefCOCOg", skipped)] == ["2"]
+    assert skipped == [("0_0", "bad box (xywh [20, 0, 20, 10]): outside the 32x24 image: (20.0, 0.0, 40.0, 10.0)"),
+                       ("0_1", "bad box (xywh [20, 0, 20, 10]): outside the 32x24 image: (20.0, 0.0, 40.0, 10.0)"),
+                       ("1", "empty expression")]
+
+
+def test_huggingface_grounding_names_a_column_of_the_wrong_kind(huggingface_rows):
+    huggingface_rows += [{"image": jpeg("red"), "sentences": [{"raw": "A bowl.", "sent": "a bowl"}],
+                          "bbox": [0, 0, 4, 4]}]
+    with pytest.raises(ValueError, match=r"user/refs record 0: --expression_column 'sentences' holds \[\{'raw'"):
+        list(sources.huggingface_grounding("user/refs", [], expression_column="sentences"))
+    huggingface_rows[0] = {"image": jpeg("red"), "answer": ["a bowl"], "bbox": [0, 0, 4]}
+    with pytest.raises(ValueError, match=r"user/refs record 0: --bbox_column 'bbox' holds \[0, 0, 4\], not the 4"):
+        list(sources.huggingface_grounding("user/refs", []))
+
+
+# ---------------------------------------------------------------- VQA v2 / OK-VQA (vqa)
+
+
+def write_vqa(tmp_path, questions, annotations, image_ids=(9,)):
+    (tmp_path / "train2014").mkdir()
+    for image_id in image_ids:
+        Image.new("RGB", (8, 8)).save(tmp_path / f"train2014/COCO_train2014_{image_id:012d}.jpg")
+    (tmp_path / "q.json").write_text(json.dumps({"info": {}, "task_type": "Open-Ended", "data_type": "mscoco",
+                                                 "data_subtype": "train2014", "questions": questions}))
+    (tmp_path / "a.json").write_text(json.dumps({"info": {}, "data_type": "mscoco", "data_subtype": "train2014",
+                                                 "annotations": annotations}))
+    return str(tmp_path / "q.json"), str(tmp_path / "a.json"), str(tmp_path / "train2014")
+
+
+def answers(*texts):
+    return [{"answer": text, "answer_confidence": "yes", "answer_id": n} for n, text in enumerate(texts, start=1)]
+
+
+def annotation(question_id, image_id, *texts):
+    return {"question_id": question_id, "image_id": image_id, "question_type": "what", "answer_type": "other",
+            "multiple_choice_answer": texts[0], "answers": answers(*texts)}
+
+
+def test_vqa_questions_read_the_official_files_one_record_per_question(tmp_path):
+    ten = ["broccoli", "broccoli", "broccoli ", "broccoli", "vegetables", "broccoli", "broccoli", "broccoli",
+           "broccoli", "green"]
+    files = write_vqa(tmp_path, [{"image_id": 9, "question": "What is in the bowl? ", "question_id": 9000},
+                                 {"image_id": 9, "question": "How many bowls?", "question_id": 9001}],
+                      [annotation(9001, 9, "2", "3"), annotation(9000, 9, *ten)])
+    skipped = []
+    records = list(sources.vqa_questions(*files, skipped))
+    image = str(tmp_path / "train2014/COCO_train2014_000000000009.jpg")
+    assert records == [
+        {"id": "9000", "image_id": "9", "image": image, "question": "What is in the bowl?",
+         "answers": [answer.strip() for answer in ten]},
+        {"id": "9001", "image_id": "9", "image": image, "question": "How many bowls?", "answers": ["2", "3"]}]
+    assert skipped == []
+    assert [r["id"] for r in sources.vqa_questions(*files, [], limit=1)] == ["9000"]
+
+
+def test_vqa_questions_report_empty_questions_missing_annotations_and_images(tmp_path):
+    files = write_vqa(tmp_path, [{"image_id": 9, "question": " ", "question_id": 1},
+                                 {"image_id": 9, "question": "Why?", "question_id": 2},
+                                 {"image_id": 25, "question": "Who?", "question_id": 3},
+                                 {"image_id": 9, "question": "What?", "question_id": 4},
+                                 {"image_id": 9, "question": "Where?", "question_id": 5}],
+                      [annotation(1, 9, "a"), annotation(3, 25, "a"), annotation(4, 9, "yes"),
+                       {**annotation(5, 9, "x"), "answers": []}])
+    skipped = []
+    assert [r["id"] for r in sources.vqa_questions(*files, skipped)] == ["4"]
+    assert skipped == [("1", "empty question"),
+                       ("2", f"no annotation in {files[1]} answers this question_id"),
+                       ("3", f"no image of image_id 25 in {files[2]} (a file whose name ends in 000000000025.jpg)"),
+                       ("5", "its annotation has no answers")]
+
+
+def test_vqa_questions_refuse_files_swapped(tmp_path):
+    questions, annotations, images = write_vqa(tmp_path, [], [])
+    with pytest.raises(ValueError, match=r"a\.json has no 'questions': it is not a VQA questions file"):
+        list(sources.vqa_questions(annotations, questions, images, []))
+
+
+# ---------------------------------------------------------------- LLaVA conversations (vqa)
+
+
+LLAVA_RECORD = {"id": "000000033471", "image": "coco/train2017/000000033471.jpg", "conversations": [
+    {"from": "human", "value": "What are the colors of the bus in the image?\n<image>"},
+    {"from": "gpt", "value": "The bus in the image is white and red."},
+    {"from": "human", "value": "What feature can be seen on the back of the bus?"},
+    {"from": "gpt", "value": "The back of the bus features an advertisement."}]}
+
+
+def write_llava(tmp_path, records):
+    (tmp_path / "coco/train2017").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "coco/train2017/000000033471.jpg")
+    (tmp_path / "llava.json").write_text(json.dumps(records))
+    return str(tmp_path / "llava.json")
+
+
+def test_llava_conversations_keep_the_first_question_and_every_turn(tmp_path):
+    skipped = []
+    records = list(sources.llava_conversations(write_llava(tmp_path, [LLAVA_RECORD]), str(tmp_path), skipped))
+    assert skipped == []
+    assert records == [{
+        "id": "000000033471", "image_id": "coco_train2017_000000033471",
+        "image": str(tmp_path / "coco/train2017/000000033471.jpg"),
+        "question": "What are the colors of the bus in the image?",
+        "answers": ["The bus in the image is white and red."],
+        "turns": [{"from": "human", "value": "What are the colors of the bus in the image?"},
+                  {"from": "gpt", "value": "The bus in the image is white and red."},
+                  {"from": "human", "value": "What feature can be seen on the back of the bus?"},
+                  {"from": "gpt", "value": "The back of the bus features an advertisement."}]}]
+
+
+def test_llava_conversations_report_what_cannot_be_trained(tmp_path):
+    turns = LLAVA_RECORD["conversations"]
+    path = write_llava(tmp_path, [
+        {"id": "text-only", "conversations": turns[:2]},
+        {**LLAVA_RECORD, "id": "gone", "image": "coco/train2017/000000000001.jpg"},
+        {**LLAVA_RECORD, "id": "unanswered", "conversations": turns[:3]},
+        {**LLAVA_RECORD, "id": "gpt-first", "conversations": [turns[1], turns[0]]},
+        {**LLAVA_RECORD, "id": "blank", "conversations": [{"from": "human", "value": "<image>"}, turns[1]]},
+        LLAVA_RECORD,
+        {**LLAVA_RECORD, "conversations": turns[:2]},
+    ])
+    skipped = []
+    assert [r["id"] for r in sources.llava_conversations(path, str(tmp_path), skipped)] == ["000000033471"]
+    assert skipped == [
+        ("text-only", "no image: a text-only conversation"),
+        ("gone", f"image file missing: {tmp_path / 'coco/train2017/000000000001.jpg'}"),
+        ("unanswered", "turns must alternate human, gpt and end with gpt; found human, gpt, human"),
+        ("gpt-first", "turns must alternate human, gpt and end with gpt; found gpt, human"),
+        ("blank", "an empty turn"),
+        ("000000033471", "the id is used again (record 7 of the file)"),
+    ]

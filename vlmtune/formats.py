@@ -1,84 +1,207 @@
 """The three shapes a sample takes between data2csv.py and the trainer, and the checks between them.
 
-1. A row of `data.csv` (data2csv.py writes it). The image path is relative to the CSV's folder, or absolute; several
-   rows may share one image, as COCO's five captions per image do:
+1. A row of `data.csv` (data2csv.py writes it): `id,image_path` and the columns of its task. The image path is
+   relative to the CSV's folder, or absolute; several rows may share one image, as COCO's five captions per image do.
 
        id,image_path,caption
        syn-0-000001,images/syn-0-000001.png,A large red circle at the top left.
 
+       id,image_path,label                                        (the class name, after the label map)
+       cane/OIP-xxx.jpeg,images/cane-OIP-xxx.jpeg,dog
+
+       id,image_path,expression,x1,y1,x2,y2,width,height          (the box in pixels of the image, 2 decimals at most;
+       535506_441444,images/535506.jpg,person,120.46,133.32,332.77,631.9,480,640      the image's width and height)
+
+       id,image_path,question,answers                             (answers: a JSON list, VQA's ten human answers)
+       458752000,images/9.jpg,What is this photo taken looking through?,"[""net"", ""net"", ""netting"", ...]"
+
+   A vqa CSV may add a `turns` column: a LLaVA conversation of several questions (data2csv.py --source llava), as a
+   JSON list of {"from": "human" | "gpt", "value": text} without LLaVA's <image> token. The conversation is made from
+   `turns`, and its record's answers are the last gpt answer: test.py asks the last question after the earlier turns.
+
 2. A conversation record, the JSON of the popular Qwen2-VL tutorials (csv2json.py writes a list of them to train.json
    and val.json). Image paths sit between vision markers, relative to the JSON file's folder, or absolute. After an
    optional system turn, user and assistant turns alternate, and the last one is the assistant's ("human" and "gpt",
-   the LLaVA spellings, are read as user and assistant):
+   the LLaVA spellings, are read as user and assistant). "task" names the task, and the keys after "conversations"
+   hold what scoring needs:
 
-       {"id": "syn-0-000001",
+       {"id": "syn-0-000001", "task": "caption",
         "conversations": [
           {"from": "user", "value": "<|vision_start|>images/syn-0-000001.png<|vision_end|>Describe this image."},
           {"from": "assistant", "value": "A large red circle at the top left."}]}
 
+       classification: user "Which of these is in the picture: cat, dog, horse? Answer with one of them."
+                       (every label of the CSV, sorted), assistant "dog"; "label": "dog", "classes": [...]
+       grounding:      user "Locate person in the image and give its bounding box.", assistant
+                       '[{"bbox_2d": [120, 133, 333, 632], "label": "person"}]' in integer pixels of the original
+                       image (model-neutral: training rewrites it in each model's own convention, vlmtune/boxes.py);
+                       "box": [120.46, 133.32, 332.77, 631.9], "image_size": [480, 640], "expression": "person"
+       vqa:            user the question, assistant the most common answer (ties: the first); "answers": [...];
+                       with `turns`, the user and assistant turns of that conversation, the image in the first one
+
 3. Chat-template messages, what the processor's `apply_chat_template` takes (to_messages builds them from a record;
-   image paths are absolute):
+   image paths are absolute; keys other than "id" and "conversations" are left to the caller):
 
        [{"role": "user", "content": [{"type": "image", "image": "/data/images/syn-0-000001.png"},
                                      {"type": "text", "text": "Describe this image."}]},
         {"role": "assistant", "content": [{"type": "text", "text": "A large red circle at the top left."}]}]
 
-Nothing here imports torch or the rest of vlmtune; images are checked with PIL.
+Nothing here imports torch, nor anything of vlmtune but boxes.check_box; images are checked with PIL.
 """
 
 import csv
 import json
 import os
 import random
+from collections import Counter
 
 from PIL import Image
 
-CSV_COLUMNS = ("id", "image_path", "caption")
+from vlmtune.boxes import check_box
+
+# The columns of data.csv, per task; a vqa CSV may add TURNS_COLUMN.
+CSV_COLUMNS = {
+    "caption": ("id", "image_path", "caption"),
+    "classification": ("id", "image_path", "label"),
+    "grounding": ("id", "image_path", "expression", "x1", "y1", "x2", "y2", "width", "height"),
+    "vqa": ("id", "image_path", "question", "answers"),
+}
+TURNS_COLUMN = "turns"
+BOX_COLUMNS = ("x1", "y1", "x2", "y2")
 VISION_START = "<|vision_start|>"
 VISION_END = "<|vision_end|>"
 ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "system": "system"}
 
 
-def read_csv(path) -> list[dict]:
-    """The rows of a data.csv as dicts, every cell stripped of surrounding whitespace."""
+def read_csv(path, task) -> list[dict]:
+    """The rows of a data.csv of `task` as dicts, every cell stripped of surrounding whitespace."""
+    columns = CSV_COLUMNS[task]
     # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, which would otherwise become part of "id".
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f, restval="")
         header = reader.fieldnames or []
-        for column in CSV_COLUMNS:
+        for column in columns:
             if column not in header:
                 found = ",".join(header) or "an empty file"
-                raise ValueError(f"{path}: no {column!r} column (expected {','.join(CSV_COLUMNS)}, found {found})")
+                raise ValueError(f"{path}: no {column!r} column (a --task {task} data.csv has {','.join(columns)}, "
+                                 f"found {found})")
         rows = []
         for row in reader:
             if None in row:  # DictReader files the cells beyond the header under the key None
                 raise ValueError(f"{path}, line {reader.line_num}: more cells than columns "
-                                 "(a caption that holds a comma must be quoted)")
+                                 "(a cell that holds a comma must be quoted)")
             rows.append({key: value.strip() for key, value in row.items()})
     return rows
 
 
-def row_to_conversation(row, prompt, image_path_for_json) -> dict:
-    """The conversation record of one CSV row: the image then `prompt` from the user, the caption from the assistant.
+def record_to_row(record, image_path, task) -> dict:
+    """The data.csv row of a record of vlmtune/sources.py whose image is saved at `image_path`."""
+    return {"id": record["id"], "image_path": image_path, **_CELLS[task](record)}
+
+
+def _vqa_cells(record) -> dict:
+    cells = {"question": record["question"], "answers": json.dumps(record["answers"], ensure_ascii=False)}
+    if "turns" in record:  # a LLaVA conversation
+        cells[TURNS_COLUMN] = json.dumps(record["turns"], ensure_ascii=False)
+    return cells
+
+
+# task -> record -> the row's cells after id and image_path
+_CELLS = {
+    "caption": lambda record: {"caption": record["caption"]},
+    "classification": lambda record: {"label": record["label"]},
+    "grounding": lambda record: {"expression": record["expression"],
+                                 **dict(zip(BOX_COLUMNS, map(_number, record["box"]))),
+                                 "width": record["width"], "height": record["height"]},
+    "vqa": _vqa_cells,
+}
+
+
+def _number(value) -> str:
+    """A pixel coordinate as the CSV writes it: at most 2 decimals (COCO's precision), no trailing zeros."""
+    return f"{float(value):.2f}".rstrip("0").rstrip(".")
+
+
+def classification_prompt(classes) -> str:
+    return f"Which of these is in the picture: {', '.join(classes)}? Answer with one of them."
+
+
+def grounding_prompt(expression) -> str:
+    return f"Locate {expression} in the image and give its bounding box."
+
+
+def grounding_answer(box, expression) -> str:
+    """The model-neutral target: the box in integer pixels of the original image, as Qwen2.5-VL's JSON writes it."""
+    return json.dumps([{"bbox_2d": [round(v) for v in box], "label": expression}], ensure_ascii=False)
+
+
+def most_common_answer(answers) -> str:
+    """The answer given most often; of those given equally often, the first in the list."""
+    return Counter(answers).most_common(1)[0][0]  # most_common keeps first-seen order among equal counts
+
+
+def _caption(row, prompt, classes):
+    return [(prompt, row["caption"])], {}
+
+
+def _classification(row, prompt, classes):
+    return [(classification_prompt(classes), row["label"])], {"label": row["label"], "classes": list(classes)}
+
+
+def _grounding(row, prompt, classes):
+    box = [float(row[column]) for column in BOX_COLUMNS]
+    extra = {"box": box, "image_size": [int(row["width"]), int(row["height"])], "expression": row["expression"]}
+    return [(grounding_prompt(row["expression"]), grounding_answer(box, row["expression"]))], extra
+
+
+def _vqa(row, prompt, classes):
+    answers = json.loads(row["answers"])
+    if row.get(TURNS_COLUMN):
+        turns = json.loads(row[TURNS_COLUMN])
+        exchanges = [(turns[i]["value"], turns[i + 1]["value"]) for i in range(0, len(turns), 2)]
+        # test.py asks the model the last question, after the earlier turns: that is the answer it is scored on.
+        answers = [exchanges[-1][1]]
+    else:
+        exchanges = [(row["question"], most_common_answer(answers))]
+    return exchanges, {"answers": answers}
+
+
+# task -> (row, caption prompt, classes) -> ([(user text, assistant text), ...], the record's scoring keys)
+_EXCHANGES = {"caption": _caption, "classification": _classification, "grounding": _grounding, "vqa": _vqa}
+
+
+def row_to_conversation(row, task, image_path_for_json, prompt, classes=()) -> dict:
+    """The conversation record of one CSV row (checked by check_row) of `task`; the image opens the first user turn.
 
     `image_path_for_json` is the image's path as the JSON file must hold it: relative to that file's folder, or
-    absolute.
+    absolute. `prompt` is the caption task's instruction (the other tasks ignore it); `classes`, the classification
+    task's class names, in the order the question lists them.
     """
-    return {
-        "id": row["id"],
-        "conversations": [
-            {"from": "user", "value": f"{VISION_START}{image_path_for_json}{VISION_END}{prompt}"},
-            {"from": "assistant", "value": row["caption"]},
-        ],
-    }
+    exchanges, extra = _EXCHANGES[task](row, prompt, classes)
+    conversations = []
+    for number, (question, answer) in enumerate(exchanges):
+        image = f"{VISION_START}{image_path_for_json}{VISION_END}" if number == 0 else ""
+        conversations += [{"from": "user", "value": image + question}, {"from": "assistant", "value": answer}]
+    return {"id": row["id"], "task": task, "conversations": conversations, **extra}
 
 
-def check_row(row, csv_dir) -> str | None:
-    """Why a CSV row cannot become a training sample, or None when it can. Finding duplicate ids is the caller's job."""
+def rows_to_conversations(rows, task, prompt) -> list[dict]:
+    """The conversation record of each row, in order, its image path kept as the CSV holds it (the JSON sits beside).
+
+    A classification question lists the labels of all `rows`, sorted, so that train and validation share one list.
+    """
+    classes = sorted({row["label"] for row in rows}) if task == "classification" else []
+    return [row_to_conversation(row, task, row["image_path"], prompt, classes) for row in rows]
+
+
+def check_row(row, csv_dir, task) -> str | None:
+    """Why a CSV row of `task` cannot become a training sample, or None when it can. Finding duplicate ids is the
+    caller's job."""
     if not row["id"].strip():
         return "empty id"
-    if not row["caption"].strip():
-        return "empty caption"
+    reason = _CHECKS[task](row)
+    if reason is not None:
+        return reason
     if not row["image_path"].strip():
         return "empty image_path"
     path = os.path.join(csv_dir, row["image_path"])
@@ -92,9 +215,73 @@ def check_row(row, csv_dir) -> str | None:
             image.verify()
         with Image.open(path) as image:
             image.load()
+            size = image.size
     except Exception as error:
         return f"image does not decode: {path} ({type(error).__name__}: {error})"
+    if task == "grounding" and size != (int(row["width"]), int(row["height"])):
+        # The box is in pixels of an image of the row's size: on an image of another size it would point elsewhere.
+        return f"the image is {size[0]}x{size[1]} pixels, but the row's box is for {row['width']}x{row['height']}"
     return None
+
+
+def _check_caption(row) -> str | None:
+    return None if row["caption"].strip() else "empty caption"
+
+
+def _check_label(row) -> str | None:
+    return None if row["label"].strip() else "empty label"
+
+
+def _check_box(row) -> str | None:
+    if not row["expression"].strip():
+        return "empty expression"
+    for column in BOX_COLUMNS:
+        try:
+            float(row[column])
+        except ValueError:
+            return f"{column} is not a number: {row[column]!r}"
+    for column in ("width", "height"):
+        try:
+            int(row[column])
+        except ValueError:
+            return f"{column} is not a whole number of pixels: {row[column]!r}"
+    reason = check_box([float(row[column]) for column in BOX_COLUMNS], (int(row["width"]), int(row["height"])))
+    return None if reason is None else f"bad box: {reason}"
+
+
+def _check_question(row) -> str | None:
+    if not row["question"].strip():
+        return "empty question"
+    try:
+        answers = json.loads(row["answers"])
+    except json.JSONDecodeError as error:
+        return f"answers is not JSON ({error}): {row['answers']!r}"
+    if not (isinstance(answers, list) and answers and all(isinstance(answer, str) for answer in answers)):
+        return f"answers must be a non-empty JSON list of strings, got {row['answers']!r}"
+    if not all(answer.strip() for answer in answers):
+        return f"an empty answer in answers: {row['answers']!r}"
+    return _check_turns(row[TURNS_COLUMN]) if row.get(TURNS_COLUMN) else None
+
+
+def _check_turns(text) -> str | None:
+    try:
+        turns = json.loads(text)
+    except json.JSONDecodeError as error:
+        return f"turns is not JSON ({error})"
+    if not (isinstance(turns, list) and turns and len(turns) % 2 == 0):
+        return "turns must be a JSON list of human and gpt turns in pairs"
+    for number, turn in enumerate(turns, start=1):
+        expected = "user" if number % 2 else "assistant"
+        if not (isinstance(turn, dict) and ROLES.get(turn.get("from")) == expected
+                and isinstance(turn.get("value"), str)):
+            return f"turn {number} of turns must be a {expected} turn ({{\"from\", \"value\"}}), got {turn!r}"
+        if not turn["value"].strip():
+            return f"turn {number} of turns is empty"
+    return None
+
+
+_CHECKS = {"caption": _check_caption, "classification": _check_label, "grounding": _check_box,
+           "vqa": _check_question}
 
 
 def split_by_image(items, val_size, seed) -> tuple[list, list]:

@@ -69,9 +69,11 @@ def tiny_qwen2_vl_config():
             vocab_size=151936, hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
             num_key_value_heads=2, hidden_act="silu", max_position_embeddings=4096, rms_norm_eps=1e-6,
             rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]},  # sums to head_dim / 2, as [16, 24, 24] does
-            rope_theta=1000000.0, tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645,
+            # 10, not 1e6: rotary angles must differ between neighbouring image rows and columns within a context
+            # of a hundred tokens; at 1e6 the width section turns by ~1e-4 rad per column and position is invisible.
+            rope_theta=10.0, tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645,
         ),
-        vision_config=dict(depth=2, embed_dim=64, hidden_size=128, mlp_ratio=2, num_heads=4, in_chans=3,
+        vision_config=dict(depth=4, embed_dim=128, hidden_size=128, mlp_ratio=2, num_heads=4, in_chans=3,
                            patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
         image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
         tie_word_embeddings=True,

@@ -1,11 +1,9 @@
-"""predictions.jsonl -> metrics.json, and both (with the images) to SwanLab."""
+"""predictions.jsonl and metrics.json on disk, and both (with the images) in SwanLab."""
 
 import json
 import os
-from collections import defaultdict
 from pathlib import Path
 
-from .metrics import caption_scores, exact_match
 from .tracking import choose_swanlab_mode
 
 
@@ -20,35 +18,43 @@ def read_jsonl(path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def score_predictions(rows: list[dict]) -> dict:
-    """Caption metrics of the base model and of the fine-tuned one on rows {"image", "reference", "base", "prediction"}.
+def scalar_metrics(metrics: dict, prefix: str = "test") -> dict:
+    """The numbers of a nested metrics dict, flattened to 'test/fine_tuned/accuracy'-style keys."""
+    flat = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            flat |= scalar_metrics(value, f"{prefix}/{key}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[f"{prefix}/{key}"] = value
+    return flat
 
-    Every caption of an image is a reference for each prediction on that image (COCO has five per image).
-    """
-    references = defaultdict(list)
-    for row in rows:
-        references[row["image"]].append(row["reference"])
-    metrics = {"n": len(rows)}
-    for name in ("base", "prediction"):
-        predictions = [row[name] for row in rows]
-        scores = {"exact_match": exact_match(predictions, [row["reference"] for row in rows])}
-        scores |= caption_scores(predictions, [references[row["image"]] for row in rows])
-        metrics["base" if name == "base" else "fine_tuned"] = scores
-    return metrics
+
+def pictures(metrics: dict) -> dict:
+    """The PNG files a task's scoring drew (confusion matrices, box galleries), by metrics key."""
+    found = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            found |= {f"{key}/{k}": v for k, v in pictures(value).items()}
+        elif isinstance(value, str) and value.endswith(".png"):
+            found[key] = value
+    return found
 
 
 def log_to_swanlab(run: dict, metrics: dict, rows: list[dict], max_images: int = 32):
-    """Metrics and the first images with both answers, as the tutorials log them (`swanlab.Image(path, caption=...)`)."""
+    """Metrics, the task's pictures, and the first images with both answers, as the tutorials log them
+    (`swanlab.Image(path, caption=...)`)."""
     import swanlab
 
     mode = choose_swanlab_mode()
     swanlab.init(project=os.environ.get("SWANLAB_PROJECT", "vlmtune"),
                  experiment_name=f"test {Path(run['training']['output_dir']).name}", mode=mode,
-                 config={"run_dir": run["training"]["output_dir"], "base_model": run["model"]["base_model"]})
-    flat = {f"test/{who}/{name}": value for who in ("base", "fine_tuned") for name, value in metrics[who].items()}
-    swanlab.log(flat)
+                 config={"run_dir": run["training"]["output_dir"], "base_model": run["model"]["base_model"],
+                         "task": run["data"]["task"]})
+    swanlab.log(scalar_metrics(metrics))
+    for key, path in pictures(metrics).items():
+        swanlab.log({f"test/{key}": swanlab.Image(path)})
     images = [swanlab.Image(row["image"], caption=f"base: {row['base']} | fine-tuned: {row['prediction']}")
               for row in rows[:max_images]]
     swanlab.log({"test/predictions": images})
     swanlab.finish()
-    print(f"SwanLab ({mode}): metrics and {len(images)} images logged")
+    print(f"SwanLab ({mode}): metrics, pictures and {len(images)} predictions logged")

@@ -1,4 +1,8 @@
-"""SwanLab: to the cloud when the user is logged in, to a local folder otherwise, and never a login prompt."""
+"""SwanLab: to the cloud when the user is logged in, to the local folder swanlog/ otherwise, never a login prompt.
+
+Without a login, runs are written in SwanLab's 'offline' mode: everything is kept in swanlog/ and `swanlab sync
+swanlog/run-...` uploads it later. ('local' mode needs the extra package swanboard just to write the run.)
+"""
 
 import os
 from pathlib import Path
@@ -17,7 +21,7 @@ def swanlab_logged_in() -> bool:
 
 
 def choose_swanlab_mode() -> str:
-    """Set SWANLAB_MODE unless the user did: 'online' when logged in, 'local' otherwise. Returns the mode."""
+    """Set SWANLAB_MODE unless the user did: 'online' when logged in, 'offline' otherwise. Returns the mode."""
     if not os.environ.get("SWANLAB_MODE"):
-        os.environ["SWANLAB_MODE"] = "online" if swanlab_logged_in() else "local"
+        os.environ["SWANLAB_MODE"] = "online" if swanlab_logged_in() else "offline"
     return os.environ["SWANLAB_MODE"]

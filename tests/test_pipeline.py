@@ -1,0 +1,56 @@
+"""End to end: the five README steps on the offline default, asserting what a user looks at in the end."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import csv2json
+import data2csv
+import test as test_script
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("job")
+    data_dir = work / "data"
+    data2csv.main(["--data_dir", str(data_dir)])
+    csv2json.main(["--data_dir", str(data_dir)])
+    run_dir = work / "run"
+    env = dict(os.environ, SWANLAB_MODE="offline", SWANLAB_LOG_DIR=str(work / "swanlog"))
+    result = subprocess.run(
+        ["sh", "train.sh", "--data_dir", str(data_dir), "--model_dir", str(tiny_model_dir), "--output_dir",
+         str(run_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir, data_dir, result.stdout
+
+
+def test_train_sh_saves_adapter_and_resolved_config_and_console_log(trained_run):
+    run_dir, data_dir, stdout = trained_run
+    assert (run_dir / "adapter_model.safetensors").is_file()
+    assert not list(run_dir.glob("*.bin")), "weights must be safetensors, not pickles"
+    run = json.loads((run_dir / "run_config.json").read_text())
+    assert run["data"]["data_dir"] == str(data_dir)
+    assert run["lora"]["lora_r"] == 64
+    assert "console output saved to logs/train-" in stdout
+    log = ROOT / stdout.rsplit("console output saved to ", 1)[1].split()[0]
+    assert "trainable params" in log.read_text()
+
+
+def test_offline_job_teaches_the_caption_format(trained_run, monkeypatch):
+    run_dir, data_dir, _ = trained_run
+    monkeypatch.setenv("SWANLAB_MODE", "offline")
+    monkeypatch.setenv("SWANLAB_LOG_DIR", str(run_dir / "swanlog"))
+    metrics = test_script.main(["--run_dir", str(run_dir)])
+    assert metrics["base"]["exact_match"] <= 0.1
+    assert metrics["fine_tuned"]["exact_match"] >= 0.9
+    assert metrics == json.loads((run_dir / "metrics.json").read_text())
+    rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == metrics["n"] == len(json.loads((data_dir / "val.json").read_text()))
+    assert {"id", "image", "reference", "base", "prediction"} <= set(rows[0])
+    extra = [json.loads(line) for line in (run_dir / "test-img-predictions.jsonl").read_text().splitlines()]
+    assert len(extra) == len([p for p in (ROOT / "test-img").iterdir() if p.suffix == ".png"])

@@ -1,0 +1,160 @@
+"""The four tasks: how a record's messages fit the model, how an answer is read, how answers are scored.
+
+A task is a small object in a plain dict, selected by name (`--task`); train.py and test.py call it and know nothing
+of any task. Each task's `score` is a pure function of the rows of predictions.jsonl, for example (grounding):
+
+    {"id": "syn-0-000003", "image": "/abs/images/syn-0-000003.png", "reference": "[{\"bbox_2d\": ...}]",
+     "base": "red; circle; small; top left", "prediction": "the red circle(580,60),(920,400)",
+     "box": [63, 6, 103, 46], "image_size": [112, 112], "box_convention": "qwen2_vl", "resized_size": [112, 112]}
+
+and returns {"base": {...}, "fine_tuned": {...}} with the metrics the task's community reports.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import boxes, metrics
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    adapt: Callable[[list[dict], dict, dict], list[dict]]
+    """(messages, record, model) -> the messages this model trains on; `model` holds model_type and pixel limits."""
+    reference: Callable[[dict, dict], dict]
+    """(record, model) -> what scoring needs besides the answer text, stored in each predictions.jsonl row."""
+    score: Callable[[list[dict], Path], dict]
+    """(rows of predictions.jsonl, folder for pictures) -> {"base": {...}, "fine_tuned": {...}}."""
+
+
+def _unchanged(messages, record, model):
+    return messages
+
+
+def _for_both(rows: list[dict], score_one: Callable[[list[str]], dict]) -> dict:
+    return {"base": score_one([row["base"] for row in rows]),
+            "fine_tuned": score_one([row["prediction"] for row in rows])}
+
+
+# ------------------------------------------------------------------------------------------------------- caption
+
+
+def score_caption(rows, out_dir):
+    """Exact match (the synthetic world has one right caption), BLEU-4 and CIDEr against every caption of the image."""
+    references = defaultdict(list)
+    for row in rows:
+        references[row["image"]].append(row["reference"])
+
+    def score_one(predictions):
+        result = {"exact_match": metrics.exact_match(predictions, [row["reference"] for row in rows])}
+        return result | metrics.caption_scores(predictions, [references[row["image"]] for row in rows])
+    return _for_both(rows, score_one)
+
+
+# ------------------------------------------------------------------------------------------------ classification
+
+
+def score_classification(rows, out_dir):
+    """Accuracy, per-class precision/recall/F1 and a confusion matrix (PNG) of the answers parsed to a class."""
+    classes = rows[0]["classes"]
+    labels = [row["label"] for row in rows]
+    result = {}
+    for who, key in (("base", "base"), ("fine_tuned", "prediction")):
+        parsed = [metrics.parse_class(row[key], classes) for row in rows]
+        report = metrics.classification_report(parsed, labels, classes)
+        report["confusion_png"] = str(metrics.save_confusion_matrix(report["confusion"], classes,
+                                                                    Path(out_dir) / f"confusion_{who}.png"))
+        result[who] = report
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------- grounding
+
+
+def model_box_frame(record: dict, model: dict) -> tuple[str, tuple[int, int] | None]:
+    """The model's box convention and, for conventions in resized pixels, the image's size after the resize."""
+    convention = model["model_type"]
+    if convention not in boxes.CONVENTIONS:
+        raise ValueError(f"no box convention for model type {convention!r}; known: {sorted(boxes.CONVENTIONS)}")
+    width, height = record["image_size"]
+    # Qwen's resize works in 28-pixel steps (14-pixel patches merged 2 x 2).
+    h, w = boxes.smart_resize(height, width, factor=28, min_pixels=model["image_min_pixels"],
+                              max_pixels=model["image_max_pixels"])
+    return convention, (w, h)
+
+
+def adapt_grounding(messages, record, model):
+    """Rewrite the model-neutral answer (original pixels) into the model's own box convention."""
+    convention, resized = model_box_frame(record, model)
+    answer = boxes.format_box(convention, record["box"], record["expression"], tuple(record["image_size"]), resized)
+    return messages[:-1] + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+
+
+def reference_grounding(record, model):
+    convention, resized = model_box_frame(record, model)
+    return {"box": record["box"], "image_size": record["image_size"], "box_convention": convention,
+            "resized_size": list(resized)}
+
+
+def score_grounding(rows, out_dir):
+    """Acc@IoU>=0.5 and mean IoU of the boxes parsed back to original pixels; a gallery PNG of both boxes."""
+    def parse(row, key):
+        return boxes.parse_box(row["box_convention"], row[key], tuple(row["image_size"]), tuple(row["resized_size"]))
+
+    true = [tuple(row["box"]) for row in rows]
+    result = {}
+    for who, key in (("base", "base"), ("fine_tuned", "prediction")):
+        predicted = [parse(row, key) for row in rows]
+        result[who] = metrics.grounding_scores(predicted, true)
+        result[who]["gallery_png"] = str(draw_gallery(rows, predicted, Path(out_dir) / f"boxes_{who}.png"))
+    return result
+
+
+def draw_gallery(rows, predicted, path, columns: int = 4, max_images: int = 16, thumb: int = 224):
+    """Up to 16 images side by side, the true box in green and the predicted one in red."""
+    from PIL import Image, ImageDraw
+
+    shown = list(zip(rows, predicted))[:max_images]
+    sheet = Image.new("RGB", (columns * thumb, -(-len(shown) // columns) * thumb), "white")
+    for i, (row, box) in enumerate(shown):
+        with Image.open(row["image"]) as opened:
+            image = opened.convert("RGB")
+        scale = thumb / max(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)))
+        draw = ImageDraw.Draw(image)
+        draw.rectangle([v * scale for v in row["box"]], outline=(0, 170, 0), width=2)
+        if box is not None:
+            draw.rectangle([v * scale for v in box], outline=(220, 0, 0), width=2)
+        sheet.paste(image, ((i % columns) * thumb, (i // columns) * thumb))
+    sheet.save(path)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------- vqa
+
+
+def score_vqa(rows, out_dir):
+    """The official VQA accuracy over the ten human answers (exact match after the official normalisation when a
+    question has a single answer, as LLaVA conversations do)."""
+    def accuracy(prediction, answers):
+        if len(answers) == 1:
+            return float(metrics.normalize_vqa_answer(prediction) == metrics.normalize_vqa_answer(answers[0]))
+        return metrics.vqa_accuracy(prediction, answers)
+
+    def score_one(predictions):
+        return {"vqa_accuracy": sum(accuracy(p, row["answers"]) for p, row in zip(predictions, rows)) / len(rows)}
+    return _for_both(rows, score_one)
+
+
+def _keys(*names):
+    return lambda record, model: {name: record[name] for name in names}
+
+
+TASKS = {
+    "caption": Task("caption", _unchanged, _keys(), score_caption),
+    "classification": Task("classification", _unchanged, _keys("label", "classes"), score_classification),
+    "grounding": Task("grounding", adapt_grounding, reference_grounding, score_grounding),
+    "vqa": Task("vqa", _unchanged, _keys("answers"), score_vqa),
+}
