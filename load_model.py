@@ -34,7 +34,8 @@ def main(argv=None):
         try:
             modeling.download_model(model_cfg.base_model, model_cfg.hub, out_dir)
         except OSError as error:  # connection failures of both hubs' clients derive from OSError
-            raise SystemExit(f"Could not download {model_cfg.base_model} from {model_cfg.hub}: {error}\n"
+            raise SystemExit(f"Could not download {model_cfg.base_model} from {model_cfg.hub} "
+                             f"({modeling.hub_endpoint(model_cfg.hub)}): {error}\n"
                              f"Check the network (or HF_ENDPOINT for a Hugging Face mirror), or use --hub to pick "
                              f"the other hub. Offline, `python load_model.py` builds the tiny model instead.")
     print(f"base model ready in {out_dir} ({time.time() - start:.0f} s)")

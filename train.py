@@ -77,6 +77,9 @@ def main(argv=None):
 
     # ---- Save
     trainer.save_model(args.output_dir)
+    # save_model also pickles the TrainingArguments (training_args.bin); run_config.json below keeps them as JSON,
+    # and a run folder holds no pickle to unpickle.
+    Path(args.output_dir, "training_args.bin").unlink(missing_ok=True)
     processor.save_pretrained(args.output_dir)
     run_config = {
         "data": vars(data_cfg) | {"data_dir": os.path.abspath(data_cfg.resolved_data_dir)},

@@ -250,7 +250,7 @@ def test_the_json_of_a_llava_csv_trains_every_turn_of_its_conversation(tmp_path)
     assert written["33471"] == {"id": "33471", "task": "vqa", "conversations": [
         user_turn("images/a.png", "What colour is the bus?"), {"from": "assistant", "value": "White and red."},
         {"from": "user", "value": "What is on its back?"}, {"from": "assistant", "value": "An advertisement."}],
-        "answers": ["White and red."]}
+        "answers": ["An advertisement."]}  # the last answer: test.py asks the last question
     assert written["2"]["conversations"] == [user_turn("images/b.png", "What colour is the bus?"),
                                              {"from": "assistant", "value": "White and red."}]
 

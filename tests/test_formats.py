@@ -215,7 +215,7 @@ def test_vqa_conversation_with_turns_trains_every_answer_with_the_image_first():
             {"from": "assistant", "value": "White and red."},
             {"from": "user", "value": "What is on its back?"},
             {"from": "assistant", "value": "An advertisement."}],
-        "answers": ["White and red."]}
+        "answers": ["An advertisement."]}  # the last answer: test.py asks the last question
 
 
 def test_rows_to_conversations_ask_every_class_of_the_rows_sorted():

@@ -7,7 +7,7 @@ smoke test runs three real Trainer steps of LoRA on the tiny model.
 import copy
 import functools
 import json
-import math
+
 import re
 
 import pytest
@@ -16,6 +16,7 @@ from PIL import Image
 from transformers import AutoProcessor, AutoTokenizer, Trainer, TrainingArguments
 
 from vlmtune import world
+from vlmtune.boxes import smart_resize
 from vlmtune.collator import TrainCollator, count_tokens, open_images
 from vlmtune.modeling import (
     QWEN2_SPECIAL_TOKENS,
@@ -210,21 +211,6 @@ def test_tiny_image_processor_settings_equal_the_real_preprocessor_config(tiny, 
 # ---------------------------------------------------------------- image tokens
 
 
-def smart_resize_by_hand(height, width, min_pixels, max_pixels, factor=28):
-    """Qwen2-VL's documented rule: each side to the nearest multiple of 28, then scaled, keeping the aspect ratio,
-    down (floor) into max_pixels or up (ceil) into min_pixels."""
-    resized_height, resized_width = round(height / factor) * factor, round(width / factor) * factor
-    if resized_height * resized_width > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        resized_height = max(factor, math.floor(height / beta / factor) * factor)
-        resized_width = max(factor, math.floor(width / beta / factor) * factor)
-    elif resized_height * resized_width < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        resized_height = math.ceil(height * beta / factor) * factor
-        resized_width = math.ceil(width * beta / factor) * factor
-    return resized_height, resized_width
-
-
 @pytest.mark.parametrize("min_pixels, max_pixels", [(56 * 56, 28 * 28 * 64), (28 * 28 * 16, 28 * 28 * 256)])
 @pytest.mark.parametrize("width, height", [(640, 480), (112, 112), (300, 97), (1000, 30), (20, 20)])
 def test_image_pad_count_follows_smart_resize_and_count_tokens_predicts_length(
@@ -236,19 +222,19 @@ def test_image_pad_count_follows_smart_resize_and_count_tokens_predicts_length(
     text = processor.apply_chat_template(messages, tokenize=False)
     input_ids = processor(text=[text], images=[open_images(messages)], return_tensors="pt")["input_ids"][0]
 
-    resized_height, resized_width = smart_resize_by_hand(height, width, min_pixels, max_pixels)
+    resized_height, resized_width = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
     assert min_pixels <= resized_height * resized_width <= max_pixels
     assert int((input_ids == IMAGE_PAD_ID).sum()) == (resized_height // 28) * (resized_width // 28)
     assert count_tokens(processor, messages) == len(input_ids)
 
 
-def test_smart_resize_by_hand_on_worked_examples():
+def test_smart_resize_on_worked_examples():
     # 640x480 into 64 tokens: sqrt(307200 / 50176) = 2.47, so 480 -> 168 and 640 -> 252, a 6 x 9 grid of tokens.
-    assert smart_resize_by_hand(480, 640, 56 * 56, 28 * 28 * 64) == (168, 252)
+    assert smart_resize(480, 640, min_pixels=56 * 56, max_pixels=28 * 28 * 64) == (168, 252)
     # 20x20 is below 56x56: scaled up by 2.8 and rounded up to 56x56, 4 tokens.
-    assert smart_resize_by_hand(20, 20, 56 * 56, 28 * 28 * 64) == (56, 56)
+    assert smart_resize(20, 20, min_pixels=56 * 56, max_pixels=28 * 28 * 64) == (56, 56)
     # 1000x30: 30 rounds to 28 and 1000 to 1008; 28224 pixels fit, one row of 36 tokens.
-    assert smart_resize_by_hand(30, 1000, 56 * 56, 28 * 28 * 64) == (28, 1008)
+    assert smart_resize(30, 1000, min_pixels=56 * 56, max_pixels=28 * 28 * 64) == (28, 1008)
 
 
 def test_real_processor_gives_391_image_tokens_for_640x480(fixtures_dir):
@@ -259,7 +245,7 @@ def test_real_processor_gives_391_image_tokens_for_640x480(fixtures_dir):
     assert inputs["image_grid_thw"].tolist() == [[1, 34, 46]]
     assert int((inputs["input_ids"] == IMAGE_PAD_ID).sum()) == 391 == 34 * 46 // 4
     assert inputs["input_ids"].shape == (1, 416)
-    assert smart_resize_by_hand(480, 640, 3136, 12845056) == (476, 644)
+    assert smart_resize(480, 640, min_pixels=3136, max_pixels=12845056) == (476, 644)
 
     messages = prompt + [reply("A red circle.")]
     text = real.apply_chat_template(messages, tokenize=False)

@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,9 @@ def trained_run(tiny_model_dir, tmp_path_factory):
     data2csv.main(["--data_dir", str(data_dir)])
     csv2json.main(["--data_dir", str(data_dir)])
     run_dir = work / "run"
-    env = dict(os.environ, SWANLAB_MODE="offline", SWANLAB_LOG_DIR=str(work / "swanlog"))
+    # As after `. .venv/bin/activate`: train.sh finds accelerate beside this Python.
+    env = dict(os.environ, SWANLAB_MODE="offline", SWANLAB_LOG_DIR=str(work / "swanlog"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(
         ["sh", "train.sh", "--data_dir", str(data_dir), "--model_dir", str(tiny_model_dir), "--output_dir",
          str(run_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)

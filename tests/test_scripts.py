@@ -42,7 +42,8 @@ def test_accelerate_configs_parse(name):
 
 def test_real_run_preset_resolves_to_the_tutorial_recipe():
     data, model, lora, args = config.parse(
-        ["--config", str(ROOT / "scripts/qwen2-vl-2b_coco.yaml")],
+        # --use_cpu: the preset's bf16 is checked against the machine's GPU when TrainingArguments is built.
+        ["--config", str(ROOT / "scripts/qwen2-vl-2b_coco.yaml"), "--use_cpu", "true"],
         config.DataConfig, config.ModelConfig, config.LoraConfig, TrainingArguments,
         defaults=config.TRAINING_DEFAULTS)
     assert (data.source, data.resolved_dataset_id, data.num_samples, data.val_size) == (

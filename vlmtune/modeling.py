@@ -107,6 +107,15 @@ def download_model(model_id: str, hub: str, local_dir: str) -> str:
     raise ValueError(f"--hub must be modelscope or huggingface, got {hub!r}")
 
 
+def hub_endpoint(hub: str) -> str:
+    """The address a download goes to: HF_ENDPOINT (a mirror) or MODELSCOPE_DOMAIN where the user set one."""
+    if hub == "huggingface":
+        from huggingface_hub import constants
+        return constants.ENDPOINT
+    from modelscope.hub.api import HubApi
+    return HubApi().endpoint
+
+
 def load_model(path: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False):
     return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
 

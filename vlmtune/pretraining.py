@@ -1,23 +1,19 @@
 """The tiny model's own short pretraining on the synthetic world, so it starts like a real base model would.
 
 A randomly initialised model cannot show that LoRA teaches a task (LoRA on random weights barely learns). Full
-fine-tuning on a terse description of each picture gives it what a real base model brings, knowledge of the world
-(colours, shapes, sizes, places), and nothing of the target datasets' formats (captions, classes, boxes, answers):
+fine-tuning on two descriptions of each picture gives it what a real base model brings, knowledge of the world
+(colours, shapes, sizes, places) and words to say it in, and nothing of the target datasets' formats (a caption
+such as 'A small red circle at the top left.', class names, boxes):
 
     user: <image> What is in the picture?      assistant: red; circle; small; top left
+    user: <image> Tell me about the picture.   assistant: There is a small red circle. It is at the top left.
 
-One answer naming all four attributes teaches four times as much per image as one question per attribute, which is
-what makes a few hundred steps on 2 CPU cores enough.
-
-A real base model also knows the language its answers are written in. The tiny one would not: with tied embeddings,
-a token it never wrote keeps a random output row, and LoRA, which leaves that row frozen, barely learns to write it.
-So a quarter of each batch asks it to repeat a random string of the words, digits and marks that the tasks' answers
-are made of, in no task's order:
-
-    user: Repeat: the 4 crate ( left . A       assistant: the 4 crate ( left . A
+Each answer names all four attributes, which teaches four times as much per image as one question per attribute:
+that is what makes a few hundred steps on 2 CPU cores enough. The sentences matter as much: with tied embeddings, a
+token the model never wrote keeps a random output row, and LoRA, which leaves that row frozen, barely learns to
+write it (measured: a base that only knew the terse form reached 0.08 to 0.88 exact match on captions, unstable).
 """
 
-import random
 import tempfile
 
 from transformers import Trainer, TrainingArguments
@@ -25,48 +21,26 @@ from transformers import Trainer, TrainingArguments
 from . import world
 
 PRETRAIN_SEED = 1_000  # a world of its own, apart from the seeds data2csv.py draws target datasets from
-PRETRAIN_QUESTION = "What is in the picture?"
+PRETRAIN_QUESTIONS = ("What is in the picture?", "Tell me about the picture.")
 
 
-# Words and marks the tasks' answers use (captions, class names, VQA answers, boxes in every convention).
-REPEAT_WORDS = sorted(
-    set(world.COLOURS) | set(world.SHAPES) | set(world.SIZES) | set(world.CLASS_NAMES.values())
-    | {word for position in world.POSITIONS for word in position.split()}
-    | set("0123456789") | set("()[]{},.:;\"'")
-    | {"A", "a", "an", "the", "at", "on", "in", "of", "is", "it", "It", "The", "There", "bbox_2d", "label",
-       "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>"}
-)
-
-
-def describe(thing: world.Thing) -> str:
-    return f"{thing.colour}; {thing.shape}; {thing.size}; {thing.position}"
+def describe(thing: world.Thing, question: str) -> str:
+    if question == PRETRAIN_QUESTIONS[0]:
+        return f"{thing.colour}; {thing.shape}; {thing.size}; {thing.position}"
+    return f"There is a {thing.size} {thing.colour} {thing.shape}. It is at the {thing.position}."
 
 
 def pretraining_examples(n_scenes: int, image_size: int = 112, seed: int = PRETRAIN_SEED) -> list[dict]:
     examples = []
     for index in range(n_scenes):
         scene = world.make_scene(seed, index, image_size)
+        question = PRETRAIN_QUESTIONS[index % 2]
         messages = [
             {"role": "user", "content": [{"type": "image", "image": scene.render()},
-                                         {"type": "text", "text": PRETRAIN_QUESTION}]},
-            {"role": "assistant", "content": [{"type": "text", "text": describe(scene.things[0])}]},
+                                         {"type": "text", "text": question}]},
+            {"role": "assistant", "content": [{"type": "text", "text": describe(scene.things[0], question)}]},
         ]
         examples.append({"id": scene.id, "messages": messages})
-    return examples
-
-
-def repeat_examples(n: int, seed: int = PRETRAIN_SEED, image_size: int = 112) -> list[dict]:
-    """Repeat 3 to 6 random words of REPEAT_WORDS. A picture comes first, unused: it puts the reply where the other
-    examples' replies are, so a batch of both projects few positions onto the vocabulary (TrainCollator)."""
-    rng = random.Random(seed)
-    examples = []
-    for index in range(n):
-        text = " ".join(rng.choice(REPEAT_WORDS) for _ in range(rng.randint(3, 6)))
-        image = world.make_scene(seed + 1, index, image_size).render()
-        messages = [{"role": "user", "content": [{"type": "image", "image": image},
-                                                 {"type": "text", "text": f"Repeat: {text}"}]},
-                    {"role": "assistant", "content": [{"type": "text", "text": text}]}]
-        examples.append({"id": f"repeat-{index}", "messages": messages})
     return examples
 
 
@@ -74,9 +48,7 @@ def pretrain(model, processor, steps: int, batch_size: int = 16, learning_rate: 
     """Full fine-tuning for `steps` steps on fresh scenes; returns the training log (loss per logging step)."""
     from .collator import TrainCollator
 
-    # Three pictures to one string to repeat, shuffled together.
-    examples = pretraining_examples(n_scenes=steps * batch_size * 3 // 4) + repeat_examples(steps * batch_size // 4)
-    random.Random(seed).shuffle(examples)
+    examples = pretraining_examples(n_scenes=steps * batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(
             output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch_size, learning_rate=learning_rate,
