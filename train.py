@@ -28,6 +28,9 @@ def main(argv=None):
     data_cfg, model_cfg, lora_cfg, args = config.parse(
         argv, config.DataConfig, config.ModelConfig, config.LoraConfig, TrainingArguments,
         defaults=config.TRAINING_DEFAULTS)
+    if args.hub_token:
+        raise SystemExit("--hub_token is refused: SwanLab and shell histories record the command line. Set HF_TOKEN "
+                         "in the environment instead (huggingface_hub reads it).")
     model_dir = model_cfg.resolved_model_dir
     if not Path(model_dir, "config.json").is_file():
         raise SystemExit(f"No base model in {model_dir}: run `python load_model.py` first (or pass --model_dir).")

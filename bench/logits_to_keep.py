@@ -1,6 +1,6 @@
 """Training step time and loss with and without trimming the logits to the reply positions, side by side.
 
-    python bench/logits_to_keep.py              # the tiny Qwen2-VL (random weights), batch 16, 10 steps each
+    python -m bench.logits_to_keep              # the tiny Qwen2-VL (random weights), batch 16, 10 steps each
 
 Both variants run the same batches in the same process, alternating, so a drift in the machine's speed hits both.
 The loss must be identical: trimming only skips projecting positions whose labels are ignored anyway.

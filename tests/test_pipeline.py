@@ -24,16 +24,29 @@ def trained_run(tiny_model_dir, tmp_path_factory):
     run_dir = work / "run"
     # As after `. .venv/bin/activate`: train.sh finds accelerate beside this Python.
     env = dict(os.environ, SWANLAB_MODE="offline", SWANLAB_LOG_DIR=str(work / "swanlog"),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+               HF_TOKEN=SECRET, SWANLAB_API_KEY=SECRET)
     result = subprocess.run(
         ["sh", "train.sh", "--data_dir", str(data_dir), "--model_dir", str(tiny_model_dir), "--output_dir",
          str(run_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return run_dir, data_dir, result.stdout
+    return run_dir, data_dir, result.stdout, work
+
+
+SECRET = "hf_not_a_real_token_4815162342"
+
+
+def test_no_token_from_the_environment_reaches_the_run_folder_the_console_or_swanlog(trained_run):
+    run_dir, _, stdout, work = trained_run
+    assert SECRET not in stdout
+    for folder in (run_dir, work / "swanlog"):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert SECRET.encode() not in path.read_bytes(), path
 
 
 def test_train_sh_saves_adapter_and_resolved_config_and_console_log(trained_run):
-    run_dir, data_dir, stdout = trained_run
+    run_dir, data_dir, stdout, _ = trained_run
     assert (run_dir / "adapter_model.safetensors").is_file()
     assert not list(run_dir.glob("*.bin")), "weights must be safetensors, not pickles"
     run = json.loads((run_dir / "run_config.json").read_text())
@@ -45,7 +58,7 @@ def test_train_sh_saves_adapter_and_resolved_config_and_console_log(trained_run)
 
 
 def test_offline_job_teaches_the_caption_format(trained_run, monkeypatch):
-    run_dir, data_dir, _ = trained_run
+    run_dir, data_dir, _, _ = trained_run
     monkeypatch.setenv("SWANLAB_MODE", "offline")
     monkeypatch.setenv("SWANLAB_LOG_DIR", str(run_dir / "swanlog"))
     metrics = test_script.main(["--run_dir", str(run_dir)])

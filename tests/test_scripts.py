@@ -132,3 +132,10 @@ def test_swanlab_goes_online_only_when_logged_in(monkeypatch, tmp_path, env, net
         (tmp_path / ".swanlab" / ".netrc").write_text("machine api.swanlab.cn\n  login user\n  password k\n")
     monkeypatch.setattr(tracking.Path, "home", lambda: tmp_path)
     assert tracking.choose_swanlab_mode() == expected
+
+
+def test_a_token_on_the_command_line_is_refused_with_the_safe_way(tmp_path):
+    import train
+
+    with pytest.raises(SystemExit, match="HF_TOKEN"):
+        train.main(["--hub_token", "hf_x", "--output_dir", str(tmp_path)])
