@@ -108,7 +108,7 @@ def download_model(model_id: str, hub: str, local_dir: str) -> str:
 
 
 def hub_endpoint(hub: str) -> str:
-    """The address a download goes to: HF_ENDPOINT (a mirror) or MODELSCOPE_DOMAIN where the user set one."""
+    """The address a download goes to: HF_ENDPOINT (a mirror) or MODELSCOPE_ENDPOINT where the user set one."""
     if hub == "huggingface":
         from huggingface_hub import constants
         return constants.ENDPOINT
