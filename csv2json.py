@@ -21,17 +21,9 @@ import os
 import sys
 
 from config import DataConfig, parse
-from vlmtune.formats import check_row, read_csv, rows_to_conversations, split_by_image
+from vlmtune.formats import check_row, read_csv, rows_to_conversations, split_by_image, write_atomically
 
 SHOWN_REJECTIONS = 10  # printed on screen; rejected.csv holds them all
-
-
-def write_atomically(path, text):
-    """Write through a temporary file and os.replace, so an interrupted run never leaves half a file behind."""
-    temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(temporary, path)
 
 
 def main(argv=None):

@@ -24,6 +24,7 @@ what was finished.
 """
 
 import csv
+import io
 import os
 import shutil
 from dataclasses import asdict
@@ -137,12 +138,11 @@ def save_image(record: dict, out: str) -> str:
 def write_csv(path: str, rows, task: str):
     rows = list(rows)
     optional = [formats.TURNS_COLUMN] if any(formats.TURNS_COLUMN in row for row in rows) else []
-    temporary = path + ".tmp"
-    with open(temporary, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=[*formats.CSV_COLUMNS[task], *optional])
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*formats.CSV_COLUMNS[task], *optional])
+    writer.writeheader()
+    writer.writerows(rows)
+    formats.write_atomically(path, buffer.getvalue())
 
 
 def main(argv=None):

@@ -14,6 +14,7 @@ from pathlib import Path
 from peft import PeftModel
 
 import config
+from vlmtune.collator import images_of
 from vlmtune.formats import load_conversations, to_messages
 from vlmtune.generation import generate, prompt_messages
 from vlmtune.modeling import load_model, load_processor
@@ -53,7 +54,7 @@ def main(argv=None):
     with model.disable_adapter():
         base = generate(model, processor, questions + extra_questions, **settings)
     tuned = generate(model, processor, questions + extra_questions, **settings)
-    rows = [{"id": r["id"], "image": image_of(q), "reference": c[-1]["content"][0]["text"], "base": b,
+    rows = [{"id": r["id"], "image": images_of(q)[0], "reference": c[-1]["content"][0]["text"], "base": b,
              "prediction": t} | task.reference(r, model_info)
             for r, q, c, b, t in zip(records, questions, conversations, base, tuned)]
     extra_rows = [{"id": p.name, "image": str(p.resolve()), "base": b, "prediction": t}
@@ -71,10 +72,6 @@ def main(argv=None):
               + (f"\n  reference:  {row['reference']}" if "reference" in row else ""))
     log_to_swanlab(run, metrics, rows)
     return metrics
-
-
-def image_of(messages: list[dict]) -> str:
-    return next(part["image"] for part in messages[0]["content"] if part["type"] == "image")
 
 
 if __name__ == "__main__":

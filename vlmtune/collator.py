@@ -35,14 +35,14 @@ def label_mask(input_ids: list[int], reply_header: list[int], end_id: int) -> li
     return labels
 
 
+def images_of(messages: list[dict]) -> list:
+    """The images of a conversation, in order, as the messages hold them (a path or a PIL image)."""
+    return [part["image"] for message in messages for part in message["content"] if part["type"] == "image"]
+
+
 def open_images(messages: list[dict]) -> list[Image.Image]:
     """The images of a conversation, in order, as RGB."""
-    images = []
-    for message in messages:
-        for part in message["content"]:
-            if part["type"] == "image":
-                images.append(_rgb(part["image"]))
-    return images
+    return [_rgb(image) for image in images_of(messages)]
 
 
 def _rgb(image) -> Image.Image:
@@ -61,15 +61,12 @@ def count_tokens(processor, messages: list[dict]) -> int:
     """
     text = processor.apply_chat_template(messages, tokenize=False)
     sizes = []
-    for message in messages:
-        for part in message["content"]:
-            if part["type"] == "image":
-                image = part["image"]
-                if isinstance(image, Image.Image):
-                    sizes.append((image.height, image.width))
-                else:
-                    with Image.open(image) as opened:  # reads the header only
-                        sizes.append((opened.height, opened.width))
+    for image in images_of(messages):
+        if isinstance(image, Image.Image):
+            sizes.append((image.height, image.width))
+        else:
+            with Image.open(image) as opened:  # reads the header only
+                sizes.append((opened.height, opened.width))
     n_text = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
     if not sizes:
         return n_text

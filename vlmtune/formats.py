@@ -412,6 +412,14 @@ def _segments(value) -> list[tuple[str, str]]:
     return segments
 
 
+def write_atomically(path, text: str):
+    """Write through a temporary file and os.replace, so an interrupted run never leaves half a file behind."""
+    temporary = f"{path}.tmp"
+    with open(temporary, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
 def load_conversations(json_path) -> list[dict]:
     """The records of a conversation JSON file, each checked by to_messages and for its images on disk.
 

@@ -19,6 +19,7 @@ import tempfile
 from transformers import Trainer, TrainingArguments
 
 from . import world
+from .collator import TrainCollator
 
 PRETRAIN_SEED = 1_000  # a world of its own, apart from the seeds data2csv.py draws target datasets from
 PRETRAIN_QUESTIONS = ("What is in the picture?", "Tell me about the picture.")
@@ -46,8 +47,6 @@ def pretraining_examples(n_scenes: int, image_size: int = 112, seed: int = PRETR
 
 def pretrain(model, processor, steps: int, batch_size: int = 16, learning_rate: float = 1e-3, seed: int = 0):
     """Full fine-tuning for `steps` steps on fresh scenes; returns the training log (loss per logging step)."""
-    from .collator import TrainCollator
-
     examples = pretraining_examples(n_scenes=steps * batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainingArguments(

@@ -4,13 +4,12 @@ import json
 import os
 from pathlib import Path
 
+from .formats import write_atomically
 from .tracking import choose_swanlab_mode
 
 
 def write_jsonl(path, rows: list[dict]):
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def read_jsonl(path) -> list[dict]:

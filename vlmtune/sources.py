@@ -128,7 +128,6 @@ def huggingface_captions(dataset_id: str, split: str = "train", subset: str = ""
     An image column of paths is read against `images_dir` (empty: as they are).
     """
     from datasets import load_dataset
-    from huggingface_hub import constants
 
     count = 0
     try:
