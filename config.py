@@ -125,7 +125,7 @@ class ModelConfig:
     """load_model.py: where a hub id is downloaded from: modelscope | huggingface (HF_ENDPOINT picks a mirror)."""
     model_dir: str = ""
     """Local folder of the base model; empty means models/<last part of base_model>."""
-    pretrain_steps: int = 700
+    pretrain_steps: int = 1500
     """load_model.py, tiny models only: steps of the short pretraining on the synthetic world."""
     trust_remote_code: bool = False
     """Run code shipped inside a model repository. Off: the supported families need none."""
@@ -147,7 +147,19 @@ class ModelConfig:
 
 
 @dataclass
-class LoraConfig:
+class TuneConfig:
+    language: str = "lora"
+    """How the language model trains: lora, full or frozen."""
+    vision: str = "frozen"
+    """How the vision encoder trains: frozen, lora (every linear layer of its blocks) or full."""
+    projector: str = "frozen"
+    """How the projector (Qwen's patch merger, LLaVA's multi_modal_projector) trains: frozen or full."""
+    vision_lr: float | None = None
+    """Learning rate of the vision encoder's trained weights; default --learning_rate."""
+    projector_lr: float | None = None
+    """Learning rate of the projector; default --learning_rate (LLaVA-1.5's OK-VQA recipe uses 2e-5)."""
+    load_in_4bit: bool = False
+    """QLoRA: load the language model in 4-bit NF4 (bitsandbytes, CUDA GPU only); needs --language lora."""
     lora_r: int = 64
     """LoRA rank."""
     lora_alpha: int = 16
@@ -155,11 +167,28 @@ class LoraConfig:
     lora_dropout: float = 0.05
     """Dropout on the LoRA input."""
     lora_modules: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
-    """Comma-separated projection names that get LoRA, inside the language model only."""
+    """Comma-separated projection names that get LoRA in the language model (with --vision lora, every linear
+    layer of the vision blocks gets it too)."""
     max_length: int = 1024
     """Longest training sample in tokens, images included; longer ones are dropped and reported, never cut."""
     trim_logits: bool = True
     """Project only the reply positions onto the vocabulary during training (same loss, less time and memory)."""
+
+    def __post_init__(self):
+        from vlmtune.parts import MODES
+
+        for part, modes in MODES.items():
+            if getattr(self, part) not in modes:
+                raise ValueError(f"--{part} {getattr(self, part)!r}: choose one of {', '.join(modes)}")
+        if all(getattr(self, part) == "frozen" for part in MODES):
+            raise ValueError("--language, --vision and --projector are all frozen: nothing would train")
+        if self.load_in_4bit and self.language != "lora":
+            raise ValueError(f"--load_in_4bit (QLoRA) trains LoRA on a 4-bit language model: it needs --language "
+                             f"lora, not {self.language}")
+
+    @property
+    def modes(self) -> dict[str, str]:
+        return {"vision": self.vision, "projector": self.projector, "language": self.language}
 
     @property
     def module_names(self) -> list[str]:
@@ -216,7 +245,7 @@ def parse(argv, *groups, defaults: dict | None = None):
         with open(argv[at + 1], encoding="utf-8") as f:
             values = yaml.safe_load(f) or {}
         # One preset serves every step: each script takes its own groups' keys and leaves the others' alone.
-        everywhere = {f.name for group in (DataConfig, ModelConfig, LoraConfig, EvalConfig, TrainingArguments)
+        everywhere = {f.name for group in (DataConfig, ModelConfig, TuneConfig, EvalConfig, TrainingArguments)
                       for f in fields(group)}
         unknown = sorted(set(values) - everywhere)
         if unknown:

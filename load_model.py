@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import config
-from vlmtune import modeling, pretraining
+from vlmtune import modeling, pretraining, tiny
 
 
 def main(argv=None):
@@ -24,11 +24,12 @@ def main(argv=None):
 
     # ---- Model
     start = time.time()
-    if model_cfg.base_model in modeling.TINY_MODELS:
-        model, processor = modeling.build_tiny_qwen2_vl()
+    if model_cfg.base_model in tiny.TINY_MODELS:
+        model, processor = tiny.TINY_MODELS[model_cfg.base_model]()
         log = pretraining.pretrain(model, processor, steps=model_cfg.pretrain_steps)
-        print(f"pretrained {model_cfg.pretrain_steps} steps on the synthetic world: loss "
-              f"{log[0]['loss']:.3f} -> {log[-1]['loss']:.3f}")
+        if log:
+            print(f"pretrained {model_cfg.pretrain_steps} steps on the synthetic world: loss "
+                  f"{log[0]['loss']:.3f} -> {log[-1]['loss']:.3f}")
         modeling.save_pretrained_atomically(model, processor, out_dir)
     else:
         try:

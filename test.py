@@ -11,13 +11,11 @@ pictures, logs them to SwanLab with the images, and answers every image in test-
 import json
 from pathlib import Path
 
-from peft import PeftModel
-
 import config
 from vlmtune.collator import images_of
 from vlmtune.formats import load_conversations, to_messages
 from vlmtune.generation import generate, prompt_messages
-from vlmtune.modeling import load_model, load_processor
+from vlmtune.modeling import load_model, load_processor, load_trained
 from vlmtune.reporting import log_to_swanlab, read_jsonl, write_jsonl
 from vlmtune.tasks import TASKS
 
@@ -36,7 +34,7 @@ def main(argv=None):
     # ---- Model
     processor = load_processor(model_cfg["model_dir"], model_cfg["image_min_pixels"], model_cfg["image_max_pixels"],
                                trust)
-    model = PeftModel.from_pretrained(load_model(model_cfg["model_dir"], trust_remote_code=trust), str(run_dir))
+    model, has_adapter = load_trained(str(run_dir), model_cfg["model_dir"], trust)
     model_info = {"model_type": model.config.model_type, **model_cfg}
 
     # ---- Data
@@ -51,8 +49,12 @@ def main(argv=None):
 
     # ---- Generate
     settings = dict(batch_size=eval_cfg.eval_batch_size, max_new_tokens=eval_cfg.max_new_tokens)
-    with model.disable_adapter():
-        base = generate(model, processor, questions + extra_questions, **settings)
+    if has_adapter:
+        with model.disable_adapter():
+            base = generate(model, processor, questions + extra_questions, **settings)
+    else:  # a fully fine-tuned run: the base model is a model of its own
+        base = generate(load_model(model_cfg["model_dir"], trust_remote_code=trust), processor,
+                        questions + extra_questions, **settings)
     tuned = generate(model, processor, questions + extra_questions, **settings)
     rows = [{"id": r["id"], "image": images_of(q)[0], "reference": c[-1]["content"][0]["text"], "base": b,
              "prediction": t} | task.reference(r, model_info)
@@ -70,7 +72,8 @@ def main(argv=None):
     for row in rows[:5] + extra_rows:
         print(f"{row['id']}\n  base:       {row['base']}\n  fine-tuned: {row['prediction']}"
               + (f"\n  reference:  {row['reference']}" if "reference" in row else ""))
-    log_to_swanlab(run, metrics, rows)
+    if run.get("swanlab", True):
+        log_to_swanlab(run, metrics, rows)
     return metrics
 
 

@@ -1,8 +1,9 @@
-"""Step 4: LoRA fine-tuning with the transformers Trainer, watched in SwanLab.
+"""Step 4: fine-tuning with the transformers Trainer (LoRA by default), watched in SwanLab.
 
     sh train.sh                                          # the offline job: tiny model, synthetic world, CPU
     sh train.sh --config scripts/qwen2-vl-2b_coco.yaml   # the real run on a GPU
     sh train.sh --deepspeed scripts/zero2.json           # any Trainer flag works as it is
+    sh train.sh --vision lora --projector full --projector_lr 2e-5   # each part: frozen, lora or full
 
 Reads <data_dir>/train.json (csv2json.py) and the base model in <model_dir> (load_model.py); writes the adapter and
 run_config.json (everything test.py needs) to --output_dir.
@@ -16,17 +17,33 @@ from swanlab.integration.transformers import SwanLabCallback
 from transformers import Trainer, TrainingArguments
 
 import config
+from vlmtune import parts
 from vlmtune.collator import TrainCollator, drop_overlong
 from vlmtune.formats import load_conversations, to_messages
-from vlmtune.modeling import add_lora, load_model, load_processor, training_dtype
+from vlmtune.modeling import load_model, load_processor, prepare_for_training, training_dtype
 from vlmtune.tasks import TASKS
 from vlmtune.tracking import choose_swanlab_mode
 
 
+class PartsTrainer(Trainer):
+    """The Trainer with a learning rate per model part (--learning_rate, --vision_lr, --projector_lr)."""
+
+    def __init__(self, *args, learning_rates: dict[str, float], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.learning_rates = learning_rates
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+            groups = parts.optimizer_groups(self.model, self.learning_rates, self.args.weight_decay)
+            self.optimizer = optimizer_cls(groups, **kwargs)
+        return self.optimizer
+
+
 def main(argv=None):
     # ---- Config
-    data_cfg, model_cfg, lora_cfg, args = config.parse(
-        argv, config.DataConfig, config.ModelConfig, config.LoraConfig, TrainingArguments,
+    data_cfg, model_cfg, tune_cfg, args = config.parse(
+        argv, config.DataConfig, config.ModelConfig, config.TuneConfig, TrainingArguments,
         defaults=config.TRAINING_DEFAULTS)
     if args.hub_token:
         raise SystemExit("--hub_token is refused: SwanLab and shell histories record the command line. Set HF_TOKEN "
@@ -41,10 +58,9 @@ def main(argv=None):
     # ---- Model
     processor = load_processor(model_dir, model_cfg.image_min_pixels, model_cfg.image_max_pixels,
                                model_cfg.trust_remote_code)
-    model = load_model(model_dir, training_dtype(args, model_dir), model_cfg.trust_remote_code)
+    model = load_model(model_dir, training_dtype(args, model_dir), model_cfg.trust_remote_code,
+                       tune_cfg.load_in_4bit)
     model_info = {"model_type": model.config.model_type, **vars(model_cfg)}
-    model = add_lora(model, lora_cfg.lora_r, lora_cfg.lora_alpha, lora_cfg.lora_dropout, lora_cfg.module_names)
-    model.print_trainable_parameters()
 
     # ---- Data
     task = TASKS[data_cfg.task]
@@ -55,18 +71,26 @@ def main(argv=None):
                          f"pass the --task it was written for, or another --data_dir.")
     examples = [{"id": c["id"], "messages": task.adapt(to_messages(c, train_json.parent), c, model_info)}
                 for c in conversations]
-    examples, dropped = drop_overlong(examples, processor, lora_cfg.max_length)
+    examples, dropped = drop_overlong(examples, processor, tune_cfg.max_length)
     print(f"train examples: {len(examples)} kept, {len(dropped)} dropped as longer than --max_length "
-          f"{lora_cfg.max_length} tokens")
+          f"{tune_cfg.max_length} tokens")
     for example_id, length in dropped[:10]:
         print(f"  dropped {example_id}: {length} tokens")
     if not examples:
-        raise SystemExit(f"Every example is longer than --max_length {lora_cfg.max_length}: raise it, or lower "
+        raise SystemExit(f"Every example is longer than --max_length {tune_cfg.max_length}: raise it, or lower "
                          f"--image_max_pixels.")
+
+    # ---- What trains
+    model = prepare_for_training(model, tune_cfg)
+    learning_rates = {"language": args.learning_rate,
+                      "vision": args.learning_rate if tune_cfg.vision_lr is None else tune_cfg.vision_lr,
+                      "projector": args.learning_rate if tune_cfg.projector_lr is None else tune_cfg.projector_lr}
+    print(parts.report(model, tune_cfg.modes, learning_rates))
 
     # ---- Train
     callbacks = []
-    if "swanlab" in args.report_to:
+    use_swanlab = "swanlab" in args.report_to
+    if use_swanlab:
         # SwanLab's own Trainer callback: the one built into transformers 5.23 calls swanlab.get_run(), which raises
         # in swanlab 0.10 before a run exists. Hyperparameters, loss and learning rate are logged either way.
         args.report_to = [name for name in args.report_to if name != "swanlab"]
@@ -74,8 +98,9 @@ def main(argv=None):
         callbacks.append(SwanLabCallback(project=os.environ.get("SWANLAB_PROJECT", "vlmtune"), mode=mode,
                                          experiment_name=Path(args.output_dir).name))
         print(f"SwanLab mode: {mode}")
-    trainer = Trainer(model=model, args=args, train_dataset=examples, callbacks=callbacks,
-                      data_collator=TrainCollator(processor, trim_logits=lora_cfg.trim_logits))
+    trainer = PartsTrainer(model=model, args=args, train_dataset=examples, callbacks=callbacks,
+                           data_collator=TrainCollator(processor, trim_logits=tune_cfg.trim_logits),
+                           learning_rates=learning_rates)
     trainer.train()
 
     # ---- Save
@@ -87,12 +112,14 @@ def main(argv=None):
     run_config = {
         "data": vars(data_cfg) | {"data_dir": os.path.abspath(data_cfg.resolved_data_dir)},
         "model": vars(model_cfg) | {"model_dir": os.path.abspath(model_dir)},
-        "lora": vars(lora_cfg),
+        "tune": vars(tune_cfg),
         "training": args.to_dict(),  # tokens are masked by TrainingArguments.to_dict
         "dropped_overlong": [{"id": i, "tokens": n} for i, n in dropped],
+        "swanlab": use_swanlab,  # test.py logs its metrics and pictures to SwanLab when training did
     }
     Path(args.output_dir, "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
-    print(f"adapter and run_config.json saved to {args.output_dir}")
+    saved = "adapter" if hasattr(model, "peft_config") else "model"
+    print(f"{saved} and run_config.json saved to {args.output_dir}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from PIL import Image
 
 from vlmtune.collator import IGNORE_INDEX, TrainCollator, count_tokens, drop_overlong, label_mask, open_images
 from vlmtune.generation import generate, prompt_messages
-from vlmtune.modeling import build_tiny_qwen2_vl
+from vlmtune.tiny import build_tiny_qwen2_vl
 
 X = IGNORE_INDEX
 

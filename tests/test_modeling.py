@@ -1,36 +1,28 @@
-"""Tests of vlmtune/modeling.py: the offline Qwen2 tokenizer, the tiny Qwen2-VL, its processor, LoRA and the dtype rule.
+"""Tests of vlmtune/tiny.py and modeling.py: the offline Qwen2 tokenizer, the tiny Qwen2-VL, its processor, the dtype rule.
 
-Unit tests need nothing; the comparisons with the real Qwen2-VL files read ../shared/fixtures and skip without it; the
-smoke test runs three real Trainer steps of LoRA on the tiny model.
+Unit tests need nothing; the comparisons with the real Qwen2-VL files read ../shared/fixtures and skip without it.
+LoRA and the other ways to fine-tune are tested in test_parts.py.
 """
 
-import copy
 import functools
 import json
-
-import re
 
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoProcessor, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoProcessor, AutoTokenizer, TrainingArguments
 
-from vlmtune import world
 from vlmtune.boxes import smart_resize
-from vlmtune.collator import TrainCollator, count_tokens, open_images
-from vlmtune.modeling import (
+from vlmtune.collator import count_tokens, open_images
+from vlmtune.modeling import load_processor, training_dtype
+from vlmtune.tiny import (
     QWEN2_SPECIAL_TOKENS,
     QWEN2_VL_CHAT_TEMPLATE,
-    add_lora,
     build_qwen2_tokenizer,
     build_tiny_qwen2_vl,
-    load_processor,
-    lora_target_regex,
     tiny_qwen2_vl_config,
-    training_dtype,
 )
 
-LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 IMAGE_PAD_ID = 151655
 # "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n", which the template adds before the first user turn.
 SYSTEM_TURN = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
@@ -250,68 +242,6 @@ def test_real_processor_gives_391_image_tokens_for_640x480(fixtures_dir):
     messages = prompt + [reply("A red circle.")]
     text = real.apply_chat_template(messages, tokenize=False)
     assert count_tokens(real, messages) == len(real(text=[text], images=[open_images(messages)])["input_ids"][0])
-
-
-# ---------------------------------------------------------------- LoRA
-
-
-def test_lora_target_regex_matches_language_model_projections_only():
-    pattern = lora_target_regex(["gate_proj", "q_proj"])
-    assert re.fullmatch(pattern, "model.language_model.layers.0.mlp.gate_proj")
-    assert re.fullmatch(pattern, "model.language_model.layers.27.self_attn.q_proj")
-    # Qwen2.5-VL's vision blocks have gate/up/down projections of their own.
-    assert not re.fullmatch(pattern, "model.visual.blocks.0.mlp.gate_proj")
-    assert not re.fullmatch(pattern, "model.language_model.layers.0.self_attn.k_proj")
-    assert not re.fullmatch(pattern, "model.language_model.layers.0.mlp.gate_proj.lora_A")
-
-
-def test_lora_lands_on_the_seven_projections_of_each_of_the_four_language_layers(tiny):
-    model = add_lora(copy.deepcopy(tiny[0]), r=4, alpha=8, dropout=0.0, module_names=LORA_MODULES)
-    wrapped = sorted(name.removeprefix("base_model.model.").removesuffix(".lora_A")
-                     for name, _ in model.named_modules() if name.endswith(".lora_A"))
-    expected = sorted(f"model.language_model.layers.{layer}.{block}.{projection}"
-                      for layer in range(4)
-                      for block, projections in (("self_attn", LORA_MODULES[:4]), ("mlp", LORA_MODULES[4:]))
-                      for projection in projections)
-    assert len(expected) == 4 * 7
-    assert wrapped == expected
-    assert not [name for name, _ in model.named_parameters() if "visual" in name and "lora_" in name]
-    trainable = sorted(name for name, parameter in model.named_parameters() if parameter.requires_grad)
-    assert len(trainable) == 2 * 28 and all(".lora_A." in name or ".lora_B." in name for name in trainable)
-
-
-def world_examples(n, image_size=56):
-    """Caption conversations from the synthetic world, with in-memory images."""
-    examples = []
-    for index in range(n):
-        scene = world.make_scene(seed=3, index=index, image_size=image_size)
-        messages = [{"role": "user", "content": [{"type": "image", "image": scene.render()},
-                                                 {"type": "text", "text": "Describe the image."}]},
-                    reply(world.caption(scene))]
-        examples.append({"id": scene.id, "messages": messages})
-    return examples
-
-
-def test_three_trainer_steps_change_every_lora_b_and_no_base_weight(tiny, tmp_path):
-    model, processor = tiny
-    model = add_lora(copy.deepcopy(model), r=4, alpha=8, dropout=0.0, module_names=LORA_MODULES)
-    before = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
-    lora_b = [name for name in before if ".lora_B." in name]
-    assert len(lora_b) == 28 and all(not before[name].any() for name in lora_b)  # peft starts B at zero
-
-    args = TrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=2, learning_rate=1e-2,
-                             report_to=[], save_strategy="no", remove_unused_columns=False, logging_steps=1,
-                             dataloader_num_workers=0, disable_tqdm=True, seed=0)
-    trainer = Trainer(model=model, args=args, train_dataset=world_examples(6),
-                      data_collator=TrainCollator(processor))
-    trainer.train()
-
-    assert trainer.state.global_step == 3
-    after = {name: parameter.detach().cpu() for name, parameter in model.named_parameters()}
-    assert [name for name in lora_b if torch.equal(before[name], after[name])] == []
-    base = [name for name in before if "lora_" not in name]
-    assert len(base) == len(list(tiny[0].parameters()))
-    assert [name for name in base if not torch.equal(before[name], after[name])] == []
 
 
 # ---------------------------------------------------------------- dtype

@@ -51,10 +51,15 @@ def test_train_sh_saves_adapter_and_resolved_config_and_console_log(trained_run)
     assert not list(run_dir.glob("*.bin")), "weights must be safetensors, not pickles"
     run = json.loads((run_dir / "run_config.json").read_text())
     assert run["data"]["data_dir"] == str(data_dir)
-    assert run["lora"]["lora_r"] == 64
+    assert run["tune"]["lora_r"] == 64
     assert "console output saved to logs/train-" in stdout
     log = ROOT / stdout.rsplit("console output saved to ", 1)[1].split()[0]
-    assert "trainable params" in log.read_text()
+    report = [line.split() for line in log.read_text().splitlines() if line.startswith(("vision ", "language "))]
+    assert [row[:2] for row in report] == [["vision", "frozen"], ["language", "lora"]]
+    # LoRA r=64 adds 64 x (in + out) per projection: q and o 128->128, k and v 128->64 (two key-value heads),
+    # gate and up 128->256, down 256->128; four layers.
+    lora = 4 * 64 * (2 * (128 + 128) + 2 * (128 + 64) + 3 * (128 + 256))
+    assert report[0][2] == "0" and report[1][2] == f"{lora:,}" == "524,288"
 
 
 def test_offline_job_teaches_the_caption_format(trained_run, monkeypatch):

@@ -11,7 +11,7 @@ from transformers import TrainingArguments
 
 import config
 import load_model
-from vlmtune import modeling, tracking
+from vlmtune import modeling, tiny, tracking
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def test_real_run_preset_resolves_to_the_tutorial_recipe():
     data, model, lora, args = config.parse(
         # --use_cpu: the preset's bf16 is checked against the machine's GPU when TrainingArguments is built.
         ["--config", str(ROOT / "scripts/qwen2-vl-2b_coco.yaml"), "--use_cpu", "true"],
-        config.DataConfig, config.ModelConfig, config.LoraConfig, TrainingArguments,
+        config.DataConfig, config.ModelConfig, config.TuneConfig, TrainingArguments,
         defaults=config.TRAINING_DEFAULTS)
     assert (data.source, data.resolved_dataset_id, data.num_samples, data.val_size) == (
         "modelscope", "modelscope/coco_2014_caption", 500, 4)
@@ -60,7 +60,7 @@ def test_flags_win_over_the_config_file_which_wins_over_defaults(tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text(yaml.safe_dump({"learning_rate": 0.5, "lora_r": 8, "num_samples": 3}))
     data, lora, args = config.parse(["--config", str(preset), "--lora_r", "4"], config.DataConfig,
-                                    config.LoraConfig, TrainingArguments, defaults=config.TRAINING_DEFAULTS)
+                                    config.TuneConfig, TrainingArguments, defaults=config.TRAINING_DEFAULTS)
     assert (args.learning_rate, lora.lora_r, data.num_samples) == (0.5, 4, 3)
     assert args.output_dir == config.TRAINING_DEFAULTS["output_dir"]
 
@@ -69,13 +69,13 @@ def test_unknown_key_in_config_file_names_the_key(tmp_path, capsys):
     preset = tmp_path / "p.yaml"
     preset.write_text("lora_rank: 8\n")
     with pytest.raises(SystemExit):
-        config.parse(["--config", str(preset)], config.LoraConfig)
+        config.parse(["--config", str(preset)], config.TuneConfig)
     assert "lora_rank" in capsys.readouterr().err
 
 
 def test_missing_config_file_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        config.parse(["--config", str(tmp_path / "nope.yaml")], config.LoraConfig)
+        config.parse(["--config", str(tmp_path / "nope.yaml")], config.TuneConfig)
     assert "nope.yaml" in capsys.readouterr().err
 
 
@@ -108,7 +108,7 @@ def test_download_from_hugging_face_honours_hf_endpoint(tmp_path):
 
 
 def test_fp16_is_refused_for_qwen_before_any_training(tmp_path):
-    model, processor = modeling.build_tiny_qwen2_vl()
+    model, processor = tiny.build_tiny_qwen2_vl()
     model.config.save_pretrained(tmp_path)
     with pytest.raises(SystemExit, match="fp16"):
         modeling.training_dtype(TrainingArguments(output_dir=str(tmp_path), fp16=True, use_cpu=True), str(tmp_path))

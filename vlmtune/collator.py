@@ -103,7 +103,7 @@ class TrainCollator:
         self.processor = processor
         self.trim_logits = trim_logits
         tokenizer = processor.tokenizer
-        self.reply_header = tokenizer(reply_header_text(processor), add_special_tokens=False)["input_ids"]
+        self.reply_header = reply_header_ids(processor)
         self.end_id = tokenizer.convert_tokens_to_ids(turn_end_token(processor))
 
     def __call__(self, examples: list[dict]):
@@ -123,12 +123,18 @@ class TrainCollator:
         return batch
 
 
-def reply_header_text(processor) -> str:
-    """The text that opens an assistant turn, read off the processor's own chat template."""
+def reply_header_ids(processor) -> list[int]:
+    """The tokens that open an assistant turn, read off the processor's own chat template, as they are tokenized in
+    the middle of a conversation: LLaVA's " ASSISTANT:" after a question is not the tokens of "ASSISTANT:" alone."""
     probe = [{"role": "user", "content": [{"type": "text", "text": "x"}]}]
-    without = processor.apply_chat_template(probe, tokenize=False)
-    with_prompt = processor.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-    return with_prompt[len(without):]
+    tokenize = processor.tokenizer
+    without = tokenize(processor.apply_chat_template(probe, tokenize=False), add_special_tokens=False)["input_ids"]
+    with_prompt = tokenize(processor.apply_chat_template(probe, tokenize=False, add_generation_prompt=True),
+                           add_special_tokens=False)["input_ids"]
+    common = 0
+    while common < min(len(without), len(with_prompt)) and without[common] == with_prompt[common]:
+        common += 1
+    return with_prompt[common:]
 
 
 def turn_end_token(processor) -> str:

@@ -1,9 +1,10 @@
-"""Models: download a base model, build the offline tiny one, load for training, add LoRA.
+"""Models: download a base model, load it for training, add LoRA, choose the dtype.
 
 Everything loads through the transformers Auto classes and the processor's own chat template; nothing looks at a
 model's name to decide what to do.
 """
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -11,90 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-# The Qwen2 tokenizer's facts, checked in tests against the real tokenizer files: its pre-tokenizer splits digits one
-# by one (not tiktoken's default of up to three), and 14 special tokens follow the 151,643 BPE ranks in this order.
-QWEN2_SPLIT_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
-                       r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
-QWEN2_SPECIAL_TOKENS = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
-    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|image_pad|>", "<|video_pad|>",
-)
-# Qwen2-VL-Instruct's chat template (Qwen2.5-VL-Instruct ships the same one); tests render it against the real file.
-QWEN2_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
-    "{% endif %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture {{ image_count.value }}: "
-    "{% endif %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video {{ video_count.value }}: "
-    "{% endif %}<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-TINY_MODELS = ("tiny-qwen2-vl",)
-
-
-def build_qwen2_tokenizer():
-    """The real Qwen2 tokenizer, rebuilt offline from the BPE ranks that the PyPI package dashscope ships.
-
-    The hubs cannot be reached offline, and dashscope's `qwen.tiktoken` holds the same 151,643 ranks as Qwen2's
-    vocab.json; with Qwen2's split pattern, NFC normalisation and its special tokens the ids are identical.
-    """
-    import dashscope
-    from tokenizers import normalizers
-    from transformers import Qwen2Tokenizer
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    ranks = Path(dashscope.__file__).parent / "resources" / "qwen.tiktoken"
-    backend = TikTokenConverter(str(ranks), pattern=QWEN2_SPLIT_PATTERN,
-                                extra_special_tokens=list(QWEN2_SPECIAL_TOKENS)).converted()
-    backend.normalizer = normalizers.NFC()
-    return Qwen2Tokenizer(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                          bos_token=None, unk_token=None, errors="replace", model_max_length=32768,
-                          clean_up_tokenization_spaces=False, additional_special_tokens=list(QWEN2_SPECIAL_TOKENS[1:]))
-
-
-def tiny_qwen2_vl_config():
-    """Qwen2-VL-2B-Instruct's config scaled down: same architecture, token ids, vocabulary and tied embeddings."""
-    from transformers import Qwen2VLConfig
-
-    return Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=151936, hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
-            num_key_value_heads=2, hidden_act="silu", max_position_embeddings=4096, rms_norm_eps=1e-6,
-            rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]},  # sums to head_dim / 2, as [16, 24, 24] does
-            # 10, not 1e6: rotary angles must differ between neighbouring image rows and columns within a context
-            # of a hundred tokens; at 1e6 the width section turns by ~1e-4 rad per column and position is invisible.
-            rope_theta=10.0, tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645,
-        ),
-        vision_config=dict(depth=4, embed_dim=128, hidden_size=128, mlp_ratio=2, num_heads=4, in_chans=3,
-                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
-        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
-        tie_word_embeddings=True,
-    )
-
-
-def build_tiny_qwen2_vl(seed: int = 0):
-    """(model, processor): a randomly initialised tiny Qwen2-VL with the real tokenizer, template and image settings."""
-    from transformers import (Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor,
-                              Qwen2VLVideoProcessor, GenerationConfig)
-
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(tiny_qwen2_vl_config())
-    # Qwen2-VL-2B-Instruct's generation settings, made greedy (its own are top_k=1, i.e. greedy, by sampling).
-    model.generation_config = GenerationConfig(bos_token_id=151643, eos_token_id=[151645, 151643],
-                                               pad_token_id=151643, do_sample=False)
-    # The real preprocessor_config.json's pixel limits; mean, std and patch sizes are the class defaults already.
-    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056), tokenizer=build_qwen2_tokenizer(),
-                                 video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN2_VL_CHAT_TEMPLATE)
-    return model, processor
-
+from . import parts
 
 def download_model(model_id: str, hub: str, local_dir: str) -> str:
     """Download a model repository into local_dir from ModelScope or the Hugging Face Hub (HF_ENDPOINT honoured)."""
@@ -116,30 +34,70 @@ def hub_endpoint(hub: str) -> str:
     return HubApi().endpoint
 
 
-def load_model(path: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False):
-    return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+def load_model(path: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False,
+               load_in_4bit: bool = False):
+    """The model in `path` through the Auto class; with `load_in_4bit`, QLoRA's NF4 language model (CUDA only)."""
+    quantization = None
+    if load_in_4bit:
+        quantization = qlora_quantization(path, dtype)
+    return AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code,
+                                                       quantization_config=quantization)
+
+
+def qlora_quantization(path: str, dtype: torch.dtype):
+    """QLoRA's settings (NF4, double quantisation), the vision encoder and projector left in `dtype`: quantising
+    them costs accuracy for little memory. Stops with the reason where bitsandbytes cannot run."""
+    if not torch.cuda.is_available():
+        raise SystemExit("--load_in_4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit layers do not run on this "
+                         "machine. Drop the flag to train LoRA on the full-precision model.")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise SystemExit("--load_in_4bit (QLoRA) needs bitsandbytes: `pip install bitsandbytes`.")
+    from transformers import AutoConfig, BitsAndBytesConfig
+
+    with torch.device("meta"):  # module names only, no weights
+        skeleton = AutoModelForImageTextToText.from_config(AutoConfig.from_pretrained(path))
+    keep = [name for part in ("vision", "projector") for name, _ in parts.part_modules(skeleton)[part]]
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=keep + ["lm_head"])
 
 
 def load_processor(path: str, min_pixels: int, max_pixels: int, trust_remote_code: bool = False):
-    """The model's own processor, with the image resize limits of this run (Qwen: pixels per image)."""
-    return AutoProcessor.from_pretrained(path, size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
-                                         trust_remote_code=trust_remote_code)
+    """The model's own processor, with this run's image resize limits where its image processor takes them: Qwen's
+    dynamic resolution (patches merged `merge_size` x `merge_size`) resizes each image into a pixel budget, LLaVA's
+    CLIP processor to one fixed size."""
+    processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if hasattr(processor.image_processor, "merge_size"):
+        processor = AutoProcessor.from_pretrained(path, size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
+                                                  trust_remote_code=trust_remote_code)
+    return processor
 
 
-def lora_target_regex(module_names: list[str], scope: str = "language_model") -> str:
-    """A peft target_modules regex that matches the named projections inside `scope` only.
+def prepare_for_training(model, tune) -> torch.nn.Module:
+    """Freeze, wrap and unfreeze by `tune.modes` (part -> frozen, lora or full); returns the model to train.
 
-    Matching by suffix alone is not enough: Qwen2.5-VL's vision blocks also have gate/up/down_proj, and LoRA would land
-    on the vision tower unannounced.
+    LoRA targets are the exact names of the chosen linear layers (parts.linear_names): matching projection names
+    alone would put LoRA on Qwen2.5-VL's vision blocks too, whose MLPs also have gate/up/down_proj. Fully trained
+    parts next to LoRA are peft's `modules_to_save`, so the adapter folder holds them and merging restores them.
     """
-    return rf".*\.{scope}\..*\.({'|'.join(module_names)})"
+    modes = tune.modes
+    targets = []
+    if modes["language"] == "lora":
+        targets += parts.linear_names(model, "language", tune.module_names)
+    if modes["vision"] == "lora":
+        targets += parts.linear_names(model, "vision")
+    full = [name for part, mode in modes.items() if mode == "full" for name, _ in parts.part_modules(model)[part]]
+    if not targets:
+        model.requires_grad_(False)
+        for part, mode in modes.items():
+            for _, module in parts.part_modules(model)[part]:
+                module.requires_grad_(mode == "full")
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-
-def add_lora(model, r: int, alpha: int, dropout: float, module_names: list[str]):
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
-                        target_modules=lora_target_regex(module_names), task_type="CAUSAL_LM")
+    if getattr(model, "is_loaded_in_4bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    config = LoraConfig(r=tune.lora_r, lora_alpha=tune.lora_alpha, lora_dropout=tune.lora_dropout, bias="none",
+                        target_modules=targets, modules_to_save=full or None, task_type="CAUSAL_LM")
     return get_peft_model(model, config)
 
 
@@ -169,3 +127,55 @@ def save_pretrained_atomically(model, processor, out_dir: str):
     if os.path.exists(out_dir):
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
+
+
+def load_trained(run_dir: str, model_dir: str, trust_remote_code: bool = False):
+    """(model, has_adapter): base + the run's adapter, its keys checked, or the fully fine-tuned model the run saved."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "adapter_config.json").is_file():
+        return load_model(str(run_dir), trust_remote_code=trust_remote_code), False
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(load_model(model_dir, trust_remote_code=trust_remote_code), str(run_dir))
+    check_adapter_keys(model, run_dir)
+    return model, True
+
+
+def check_adapter_keys(model, run_dir) -> None:
+    """Stop when the saved adapter's weights and the ones this model expects differ, instead of running with some
+    LoRA layers left at their initial values (which peft only warns about, or not at all for unexpected keys).
+
+    It happens when a transformers upgrade renames modules (4.x `model.layers` became 5.x
+    `model.language_model.layers` in Qwen2-VL) or when the adapter was trained on another model."""
+    from peft import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    path = Path(run_dir) / "adapter_model.safetensors"
+    with safe_open(str(path), "pt") as saved_file:
+        saved = set(saved_file.keys())
+    expected = set(get_peft_model_state_dict(model).keys())
+    missing, unexpected = sorted(expected - saved), sorted(saved - expected)
+    if missing or unexpected:
+        raise SystemExit(
+            f"{path} does not fit this model: {len(missing)} missing LoRA weights (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}). Load it with the base model and transformers "
+            f"version it was trained with, or rename its keys to this model's module names.")
+
+
+def merge_adapter(run_dir: str, model_dir: str, out_dir: str, trust_remote_code: bool = False) -> list[str]:
+    """Merge the run's adapter into its base model and save a complete model folder (safetensors weights, config,
+    generation config, processor, tokenizer, chat template) that plain transformers loads. Returns warnings."""
+    from peft import PeftModel
+
+    base = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto", trust_remote_code=trust_remote_code)
+    model = PeftModel.from_pretrained(base, run_dir)
+    check_adapter_keys(model, run_dir)
+    warnings = []
+    vision = parts.parameter_parts(model)["vision"]
+    if any("lora_" in name for name in vision):
+        warnings.append("this adapter has LoRA on the vision encoder: serve the merged model, since vLLM applies "
+                        "LoRA to the language model only and would ignore that part of an unmerged adapter")
+    merged = model.merge_and_unload()
+    processor = AutoProcessor.from_pretrained(run_dir, trust_remote_code=trust_remote_code)
+    save_pretrained_atomically(merged, processor, out_dir)
+    return warnings

@@ -54,7 +54,7 @@ def synthetic_captions(n: int, seed: int = 0, image_size: int = 112):
 def synthetic_classification(n: int, seed: int = 0, image_size: int = 112):
     """n classification records of the synthetic world (world.classification_records), e.g.
 
-    {"id": "syn-0-000000", "image_id": "syn-0-000000", "image": <PIL.Image 112x112 RGB>, "label": "crate"}
+    {"id": "syn-0-000000", "image_id": "syn-0-000000", "image": <PIL.Image 112x112 RGB>, "label": "small square"}
     """
     for record in world.classification_records(n, seed, image_size):
         yield {"id": record["id"], "image_id": record["id"], "image": record["image"], "label": record["label"]}

@@ -1,7 +1,7 @@
 """The synthetic world: images of coloured shapes, deterministic from (seed, index), with their ground truth.
 
 One scene holds one or more objects. Each object has a shape, a colour, a size, a quarter of the image and a pixel
-box, so every task comes from the same world: a caption, a class (the shape, under a name of its own), a box with a
+box, so every task comes from the same world: a caption, a class (its size and shape), a box with a
 referring expression ('the red circle'), and questions about colour, shape, size and position.
 
 >>> caption(make_scene(seed=0, index=0))
@@ -109,17 +109,21 @@ def caption_records(n: int, seed: int = 0, image_size: int = 112):
         yield {"id": scene.id, "image": scene.render(), "caption": caption(scene)}
 
 
-# Class names for the classification task: a base model pretrained on this world knows the shapes by their own
-# names, so calling them otherwise makes the class names something only fine-tuning can teach, as a user's own
-# labels are.
-CLASS_NAMES = {"circle": "ball", "square": "crate", "triangle": "tent"}
+def class_name(thing: Thing) -> str:
+    """The classification task's class: size and shape, 'small circle' ... 'large triangle' (six classes). A base
+    model pretrained on this world sees both, but has never answered with the pair, which is what fine-tuning
+    teaches, as it teaches a user's own label set."""
+    return f"{thing.size} {thing.shape}"
+
+
+CLASSES = tuple(f"{size} {shape}" for size in SIZES for shape in SHAPES)
 
 
 def classification_records(n: int, seed: int = 0, image_size: int = 112):
-    """n records {"id", "image", "label"}: the class of a one-object scene's shape."""
+    """n records {"id", "image", "label"}: the class of a one-object scene's object."""
     for index in range(n):
         scene = make_scene(seed, index, image_size)
-        yield {"id": scene.id, "image": scene.render(), "label": CLASS_NAMES[scene.things[0].shape]}
+        yield {"id": scene.id, "image": scene.render(), "label": class_name(scene.things[0])}
 
 
 def grounding_records(n: int, seed: int = 0, image_size: int = 112):

@@ -1,0 +1,40 @@
+"""After step 4 or 5: merge a run's LoRA adapter into its base model and save one complete model folder.
+
+    python merge.py                                      # output/tiny-qwen2-vl-lora -> output/tiny-qwen2-vl-lora-merged
+    python merge.py --run_dir output/qwen2-vl-2b-coco --merged_dir models/qwen2-vl-2b-coco
+
+The folder holds safetensors weights, config, generation config, processor, tokenizer and chat template: plain
+`AutoModelForImageTextToText.from_pretrained` and `AutoProcessor.from_pretrained` load it, and vLLM serves it.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from vlmtune.modeling import merge_adapter
+
+
+def main(argv=None):
+    # ---- Config
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run_dir", default="output/tiny-qwen2-vl-lora", help="a training run of train.py")
+    parser.add_argument("--merged_dir", default="", help="where to save the merged model (default: <run_dir>-merged)")
+    args = parser.parse_args(argv)
+    run_config = Path(args.run_dir, "run_config.json")
+    if not run_config.is_file():
+        raise SystemExit(f"No run_config.json in {args.run_dir}: train first (`sh train.sh`) or pass --run_dir.")
+    if not Path(args.run_dir, "adapter_config.json").is_file():
+        raise SystemExit(f"{args.run_dir} holds no adapter: a fully fine-tuned run is a complete model folder "
+                         "already; load it as it is.")
+    model = json.loads(run_config.read_text())["model"]
+    merged_dir = args.merged_dir or f"{args.run_dir.rstrip('/')}-merged"
+
+    # ---- Merge
+    for warning in merge_adapter(args.run_dir, model["model_dir"], merged_dir, model["trust_remote_code"]):
+        print(f"warning: {warning}")
+    print(f"merged model saved to {merged_dir}")
+    return merged_dir
+
+
+if __name__ == "__main__":
+    main()
