@@ -94,7 +94,7 @@ def world_examples(n):
     return examples
 
 
-def train_steps(family, tune_cfg, tmp_path, learning_rates=None, steps=2):
+def train_steps(family, tune_cfg, tmp_path, learning_rates=None, steps=2, **training_args):
     """(model, snapshot before, report) after `steps` real steps of train.PartsTrainer."""
     model = modeling.prepare_for_training(fresh_model(family), tune_cfg)
     learning_rates = learning_rates or dict.fromkeys(parts.PARTS, 1e-2)
@@ -102,7 +102,7 @@ def train_steps(family, tune_cfg, tmp_path, learning_rates=None, steps=2):
     before = {name: p.detach().clone() for name, p in inner(model).named_parameters()}
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=2,
                              learning_rate=1e-2, report_to=[], save_strategy="no", remove_unused_columns=False,
-                             dataloader_num_workers=0, disable_tqdm=True, seed=0, use_cpu=True)
+                             dataloader_num_workers=0, disable_tqdm=True, seed=0, use_cpu=True, **training_args)
     trainer = train.PartsTrainer(model=model, args=args, train_dataset=world_examples(4),
                                  data_collator=TrainCollator(built(family)[1]), learning_rates=learning_rates)
     trainer.train()
@@ -144,6 +144,14 @@ def test_exactly_the_parameters_reported_trainable_change(family, flags, tmp_pat
         count = sum(p.numel() for p in by_part[part].values() if p.requires_grad)
         assert rows[part][1] == mode and rows[part][2] == f"{count:,}", report
         assert (count > 0) == (mode != "frozen"), (part, mode)
+
+
+def test_lora_still_trains_every_matrix_with_gradient_checkpointing_as_the_real_run_preset_uses(tmp_path):
+    # With the base frozen, checkpointed blocks get inputs that need no gradient: a known way for LoRA to stop
+    # learning silently.
+    model, before, _ = train_steps("tiny-qwen2-vl", tune("--vision", "lora"), tmp_path, gradient_checkpointing=True)
+    trainable = {name for name, p in inner(model).named_parameters() if p.requires_grad}
+    assert len(trainable) == 2 * (4 * 7 + 4 * 4) and changed(model, before) == trainable
 
 
 def test_a_part_with_learning_rate_zero_stays_while_the_others_move(tmp_path):
