@@ -99,7 +99,7 @@ def train_steps(family, tune_cfg, tmp_path, learning_rates=None, steps=2, **trai
     model = modeling.prepare_for_training(fresh_model(family), tune_cfg)
     learning_rates = learning_rates or dict.fromkeys(parts.PARTS, 1e-2)
     report = parts.report(model, tune_cfg.modes, learning_rates)
-    before = {name: p.detach().clone() for name, p in inner(model).named_parameters()}
+    before = {name: p.detach().clone() for name, p in parts.unwrapped(model).named_parameters()}
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=steps, per_device_train_batch_size=2,
                              learning_rate=1e-2, report_to=[], save_strategy="no", remove_unused_columns=False,
                              dataloader_num_workers=0, disable_tqdm=True, seed=0, use_cpu=True, **training_args)
@@ -109,14 +109,8 @@ def train_steps(family, tune_cfg, tmp_path, learning_rates=None, steps=2, **trai
     return model, before, report
 
 
-def inner(model):
-    """The transformers model, inside its peft wrapper if it has one: parameter names as parts.parameter_parts
-    gives them."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def changed(model, before) -> set[str]:
-    return {name for name, p in inner(model).named_parameters() if not torch.equal(p.detach(), before[name])}
+    return {name for name, p in parts.unwrapped(model).named_parameters() if not torch.equal(p.detach(), before[name])}
 
 
 MODES = [
@@ -133,7 +127,7 @@ MODES = [
 def test_exactly_the_parameters_reported_trainable_change(family, flags, tmp_path):
     tune_cfg = tune(*flags)
     model, before, report = train_steps(family, tune_cfg, tmp_path)
-    trainable = {name for name, p in inner(model).named_parameters() if p.requires_grad}
+    trainable = {name for name, p in parts.unwrapped(model).named_parameters() if p.requires_grad}
     moved = changed(model, before)
     # peft starts LoRA's B at zero, so A gets no gradient on the first step; by the second both have moved, as has
     # every weight of a fully trained part (its bias included).
@@ -150,7 +144,7 @@ def test_lora_still_trains_every_matrix_with_gradient_checkpointing_as_the_real_
     # With the base frozen, checkpointed blocks get inputs that need no gradient: a known way for LoRA to stop
     # learning silently.
     model, before, _ = train_steps("tiny-qwen2-vl", tune("--vision", "lora"), tmp_path, gradient_checkpointing=True)
-    trainable = {name for name, p in inner(model).named_parameters() if p.requires_grad}
+    trainable = {name for name, p in parts.unwrapped(model).named_parameters() if p.requires_grad}
     assert len(trainable) == 2 * (4 * 7 + 4 * 4) and changed(model, before) == trainable
 
 

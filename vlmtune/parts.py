@@ -21,10 +21,15 @@ MODES = {"vision": ("frozen", "lora", "full"), "projector": ("frozen", "full"), 
 PROJECTOR_NAMES = ("multi_modal_projector", "merger", "deepstack_merger_list")
 
 
+def unwrapped(model):
+    """The transformers model, inside its peft wrapper if it has one."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def part_modules(model) -> dict[str, list[tuple[str, nn.Module]]]:
     """part -> [(qualified name, module)], the top modules of each part in `model` (a transformers model, or the
     model inside a peft wrapper)."""
-    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    core = unwrapped(model)
     named = {id(module): name for name, module in core.named_modules()}
     vision = core.get_encoder("image")
     language = core.get_decoder()
@@ -48,10 +53,11 @@ def parameter_parts(model) -> dict[str, dict[str, nn.Parameter]]:
 
     Raises ValueError naming any parameter that belongs to no part.
     """
-    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    core = unwrapped(model)
+    modules = part_modules(core)
     part_of = {}
     for part in ("vision", "language", "projector"):  # projector last: it overrides the encoder it sits in
-        for _, module in part_modules(core)[part]:
+        for _, module in modules[part]:
             for parameter in module.parameters():
                 part_of[id(parameter)] = part
     parts = {part: {} for part in PARTS}
@@ -70,9 +76,10 @@ def parameter_parts(model) -> dict[str, dict[str, nn.Parameter]]:
 def linear_names(model, part: str, suffixes: list[str] | None = None) -> list[str]:
     """Qualified names of the nn.Linear layers of a part (outside its projector), optionally only those whose last
     name is in `suffixes`: the exact LoRA targets, so LoRA lands where it is asked and nowhere else."""
-    projector_prefixes = tuple(f"{name}." for name, _ in part_modules(model)["projector"])
+    modules = part_modules(model)
+    projector_prefixes = tuple(f"{name}." for name, _ in modules["projector"])
     names = []
-    for top, module in part_modules(model)[part]:
+    for top, module in modules[part]:
         for name, layer in module.named_modules(prefix=top):
             if (isinstance(layer, nn.Linear) and not name.startswith(projector_prefixes)
                     and (suffixes is None or name.rsplit(".", 1)[-1] in suffixes)):
@@ -86,7 +93,8 @@ def report(model, modes: dict[str, str], learning_rates: dict[str, float]) -> st
     for part, parameters in parameter_parts(model).items():
         trainable = sum(p.numel() for p in parameters.values() if p.requires_grad)
         # The model's own weights: not LoRA's, nor peft's trained copy of a fully trained module.
-        total = sum(p.numel() for name, p in parameters.items() if "lora_" not in name and ".modules_to_save." not in name)
+        total = sum(p.numel() for name, p in parameters.items()
+                    if "lora_" not in name and ".modules_to_save." not in name)
         rate = f"{learning_rates[part]:g}" if trainable else "-"
         lines.append(f"{part:<10} {modes[part]:<7} {trainable:>12,} {total:>12,}  {rate}")
     return "\n".join(lines)

@@ -66,14 +66,7 @@ def tiny_qwen2_vl_config():
     from transformers import Qwen2VLConfig
 
     return Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=151936, hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
-            num_key_value_heads=2, hidden_act="silu", max_position_embeddings=4096, rms_norm_eps=1e-6,
-            rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]},  # sums to head_dim / 2, as [16, 24, 24] does
-            # 10, not 1e6: rotary angles must differ between neighbouring image rows and columns within a context
-            # of a hundred tokens; at 1e6 the width section turns by ~1e-4 rad per column and position is invisible.
-            rope_theta=10.0, tie_word_embeddings=True, bos_token_id=151643, eos_token_id=151645,
-        ),
+        text_config=_qwen_text_config(tie_word_embeddings=True),
         vision_config=dict(depth=4, embed_dim=128, hidden_size=128, mlp_ratio=2, num_heads=4, in_chans=3,
                            patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
         image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
@@ -88,24 +81,28 @@ def build_tiny_qwen2_vl(seed: int = 0):
 
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(tiny_qwen2_vl_config())
-    # Qwen2-VL-2B-Instruct's generation settings, made greedy (its own are top_k=1, i.e. greedy, by sampling).
-    model.generation_config = GenerationConfig(bos_token_id=151643, eos_token_id=[151645, 151643],
-                                               pad_token_id=151643, do_sample=False)
+    model.generation_config = _qwen_generation_config()
     # The real preprocessor_config.json's pixel limits; mean, std and patch sizes are the class defaults already.
-    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056), tokenizer=build_qwen2_tokenizer(),
-                                 video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(min_pixels=3136, max_pixels=12845056),
+                                 tokenizer=build_qwen2_tokenizer(), video_processor=Qwen2VLVideoProcessor(),
+                                 chat_template=QWEN2_VL_CHAT_TEMPLATE)
     return model, processor
 
 
 def _qwen_text_config(**overrides) -> dict:
-    """The language model part shared by the Qwen tiny builds (see tiny_qwen2_vl_config for the choices)."""
-    return dict(vocab_size=151936, hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
-                num_key_value_heads=2, hidden_act="silu", max_position_embeddings=4096, rms_norm_eps=1e-6,
-                rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]}, rope_theta=10.0,
-                bos_token_id=151643, eos_token_id=151645) | overrides
+    """The language model part shared by the Qwen tiny builds, with the real token ids and vocabulary."""
+    return dict(
+        vocab_size=151936, hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, hidden_act="silu", max_position_embeddings=4096, rms_norm_eps=1e-6,
+        rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]},  # sums to head_dim / 2, as [16, 24, 24] does
+        # 10, not 1e6: rotary angles must differ between neighbouring image rows and columns within a context of a
+        # hundred tokens; at 1e6 the width section turns by ~1e-4 rad per column and position is invisible.
+        rope_theta=10.0, bos_token_id=151643, eos_token_id=151645,
+    ) | overrides
 
 
 def _qwen_generation_config() -> GenerationConfig:
+    """Qwen2-VL-2B-Instruct's generation settings, made greedy (its own are top_k=1, i.e. greedy, by sampling)."""
     return GenerationConfig(bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False)
 
 
