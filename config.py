@@ -3,17 +3,21 @@
 Each script parses the groups it needs together with transformers' TrainingArguments, so every Trainer flag works as
 it is documented there (`--deepspeed scripts/zero3.json`, `--bf16 true`, `--report_to swanlab`).
 The defaults below are the offline job (synthetic world, tiny model, CPU). A YAML file given with `--config FILE`
-replaces defaults (the real run: `--config scripts/qwen2-vl-2b_coco.yaml`); flags on the command line win over both.
+replaces defaults (the presets for real checkpoints in scripts/, such as `--config scripts/qwen2-vl-2b_coco.yaml`);
+flags on the command line win over both.
 
     python train.py --config scripts/qwen2-vl-2b_coco.yaml --learning_rate 5e-5
 """
 
+import argparse
 import os
 import sys
 from dataclasses import dataclass, fields
+from pathlib import Path
 
+import torch
 import yaml
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import AutoConfig, AutoModelForImageTextToText, HfArgumentParser, TrainingArguments
 
 # The sources each task reads (data2csv.py): a source holds the labels of some tasks only.
 TASK_SOURCES = {
@@ -211,6 +215,8 @@ TRAINING_DEFAULTS = dict(
     remove_unused_columns=False,
     dataloader_num_workers=0,
     seed=42,
+    # bf16 autocast wherever the GPU has it: frozen weights load in bf16, trained ones stay fp32 (modeling.py).
+    bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
 )
 
 
@@ -236,21 +242,93 @@ def parse(argv, *groups, defaults: dict | None = None):
     parser = HfArgumentParser(groups)
     parser.add_argument("--config", default=None, help="YAML file whose keys replace the defaults; flags win.")
     parser.set_defaults(**(defaults or {}))
-    if "--config" in argv:
-        at = argv.index("--config")
-        if at + 1 >= len(argv):
-            parser.error("--config needs a YAML file")
-        if not os.path.isfile(argv[at + 1]):
-            parser.error(f"--config {argv[at + 1]}: no such file")
-        with open(argv[at + 1], encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
-        # One preset serves every step: each script takes its own groups' keys and leaves the others' alone.
-        everywhere = {f.name for group in (DataConfig, ModelConfig, TuneConfig, EvalConfig, TrainingArguments)
-                      for f in fields(group)}
-        unknown = sorted(set(values) - everywhere)
-        if unknown:
-            parser.error(f"{argv[at + 1]}: unknown keys {unknown}; see `--help` for the valid ones")
-        mine = {f.name for group in groups for f in fields(group)}
-        parser.set_defaults(**{key: value for key, value in values.items() if key in mine})
+    # One preset serves every step: each script takes its own groups' keys and leaves the others' alone.
+    mine = {f.name for group in groups for f in fields(group)}
+    parser.set_defaults(**{key: value for key, value in read_config_file(argv, parser).items() if key in mine})
     parsed = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
     return [p for p in parsed if isinstance(p, groups)]
+
+
+def read_config_file(argv: list, parser) -> dict:
+    """The values of the YAML file that argv names with --config ({} without one); an unknown key is an error."""
+    if "--config" not in argv:
+        return {}
+    at = argv.index("--config")
+    if at + 1 >= len(argv):
+        parser.error("--config needs a YAML file")
+    if not os.path.isfile(argv[at + 1]):
+        parser.error(f"--config {argv[at + 1]}: no such file")
+    with open(argv[at + 1], encoding="utf-8") as f:
+        values = yaml.safe_load(f) or {}
+    everywhere = {f.name for group in (DataConfig, ModelConfig, TuneConfig, EvalConfig, TrainingArguments)
+                  for f in fields(group)}
+    unknown = sorted(set(values) - everywhere)
+    if unknown:
+        parser.error(f"{argv[at + 1]}: unknown keys {unknown}; see `--help` for the valid ones")
+    return values
+
+
+def given(argv, *groups) -> dict:
+    """The settings of `groups` that argv sets itself, with their values: the keys of its --config file, then its
+    flags, which win as they do in `parse`. Every other setting is left at its default.
+
+    The flags are read by the parser `parse` uses, so `--learning-rate`, `--no_bf16` and abbreviations count too.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(groups, add_help=False)  # --help is for `parse` to answer
+    parser.add_argument("--config", default=None)
+    names = {f.name for group in groups for f in fields(group)}
+    # argparse puts a default only where the namespace lacks the name: one still `unset` after parsing was not given.
+    unset = object()
+    flags, _ = parser.parse_known_args(argv, namespace=argparse.Namespace(**dict.fromkeys(names, unset)))
+    chosen = {key: value for key, value in read_config_file(argv, parser).items() if key in names}
+    return chosen | {key: value for key, value in vars(flags).items() if key in names and value is not unset}
+
+
+# Defaults that suit the offline tiny model only: train.py stops a real checkpoint left with any of them.
+TINY_ONLY = ("learning_rate", "image_max_pixels", "output_dir")
+# The tiny builds have 21 M to 41 M parameters, the smallest real checkpoints of the four families 2 B.
+TINY_MAX_PARAMETERS = 100_000_000
+PRESETS_DIR = Path(__file__).resolve().parent / "scripts"
+
+
+def presets() -> list[Path]:
+    """The presets in scripts/: every YAML file there but accelerate's launch configs (accelerate*.yaml)."""
+    return sorted(path for path in PRESETS_DIR.glob("*.yaml") if not path.name.startswith("accelerate"))
+
+
+def refuse_tiny_defaults(argv, *groups) -> None:
+    """Stop when the base model is no tiny build and TINY_ONLY settings are left at the tiny model's defaults, with
+    one message naming the model folder, its size, those settings and the presets.
+
+    The size decides, never the name: parameters counted from the folder's config.json on the meta device, no weights
+    read. Call it before `parse`: under --deepspeed ZeRO-3 the TrainingArguments make transformers build any model
+    partitioned across the GPUs, every parameter empty, and the count would be 0.
+    """
+    chosen = given(argv, *groups)
+    left = [name for name in TINY_ONLY if name not in chosen]
+    model_cfg = ModelConfig(**{f.name: chosen[f.name] for f in fields(ModelConfig) if f.name in chosen})
+    model_dir = model_cfg.resolved_model_dir
+    if not left or not os.path.isfile(os.path.join(model_dir, "config.json")):
+        return  # a folder without a model: train.py says so itself
+    trust = model_cfg.trust_remote_code
+    with torch.device("meta"):
+        skeleton = AutoModelForImageTextToText.from_config(
+            AutoConfig.from_pretrained(model_dir, trust_remote_code=trust), trust_remote_code=trust)
+    size = sum(parameter.numel() for parameter in skeleton.parameters())
+    if size <= TINY_MAX_PARAMETERS:
+        return
+    tiny = TRAINING_DEFAULTS | {"image_max_pixels": ModelConfig.image_max_pixels}
+    paths = presets()
+    width = max(len(path.name) for path in paths)
+    listed = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            recipe = yaml.safe_load(f)
+        listed.append(f"  --config scripts/{path.name:<{width}}  {recipe['base_model']}, {recipe['task']}")
+    raise SystemExit(
+        f"{model_dir} holds a model of {size / 1e6:,.0f} M parameters, not one of the offline tiny builds (under "
+        f"{TINY_MAX_PARAMETERS / 1e6:.0f} M), but these settings are still the tiny model's defaults, set by "
+        f"neither a --config file nor a flag: {', '.join(f'--{name} {tiny[name]}' for name in left)}.\n"
+        "Train it with a preset (flags after it still win):\n" + "\n".join(listed) + "\n"
+        f"or set {', '.join(f'--{name}' for name in left)} yourself.")

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from vlmtune.modeling import merge_adapter
+from vlmtune.modeling import inference_placement, merge_adapter
 
 
 def main(argv=None):
@@ -30,7 +30,9 @@ def main(argv=None):
     merged_dir = args.merged_dir or f"{args.run_dir.rstrip('/')}-merged"
 
     # ---- Merge
-    for warning in merge_adapter(args.run_dir, model["model_dir"], merged_dir, model["trust_remote_code"]):
+    device, dtype = inference_placement()
+    for warning in merge_adapter(args.run_dir, model["model_dir"], merged_dir, device, dtype,
+                                 model["trust_remote_code"]):
         print(f"warning: {warning}")
     print(f"merged model saved to {merged_dir}")
     return merged_dir

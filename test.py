@@ -3,20 +3,21 @@
     python -u test.py                                   # evaluates output/tiny-qwen2-vl-lora
     python -u test.py --run_dir output/qwen2-vl-2b-coco
 
-Everything about the run (task, base model, data, image limits) is read from <run_dir>/run_config.json. Writes
-<run_dir>/predictions.jsonl first, then scores that file into <run_dir>/metrics.json with the task's own metrics and
-pictures, logs them to SwanLab with the images, and answers every image in test-img/ too.
+Everything about the run (task, base model, data, image limits) is read from <run_dir>/run_config.json. Runs on the
+GPU in bf16 where there is one (fp32 on a GPU without bf16 and on the CPU). Asks each distinct question once (COCO's
+five captions of an image: one answer, scored against all five), writes <run_dir>/predictions.jsonl first, then
+scores that file into <run_dir>/metrics.json with the task's own metrics and pictures, logs them to SwanLab with the
+images, and answers every image in test-img/ too.
 """
 
 import json
 from pathlib import Path
 
 import config
-from vlmtune.collator import images_of
 from vlmtune.formats import load_conversations, to_messages
-from vlmtune.generation import generate, prompt_messages
-from vlmtune.modeling import load_model, load_processor, load_trained
-from vlmtune.reporting import log_to_swanlab, read_jsonl, write_jsonl
+from vlmtune.generation import generate
+from vlmtune.modeling import inference_placement, load_model, load_processor, load_trained, model_info
+from vlmtune.reporting import log_to_swanlab, question_rows, read_jsonl, write_jsonl
 from vlmtune.tasks import TASKS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -34,14 +35,17 @@ def main(argv=None):
     # ---- Model
     processor = load_processor(model_cfg["model_dir"], model_cfg["image_min_pixels"], model_cfg["image_max_pixels"],
                                trust)
-    model, has_adapter = load_trained(str(run_dir), model_cfg["model_dir"], trust)
-    model_info = {"model_type": model.config.model_type, **model_cfg}
+    device, dtype = inference_placement()
+    print(f"answering on {device} in {str(dtype).removeprefix('torch.')}")
+    model, has_adapter = load_trained(str(run_dir), model_cfg["model_dir"], trust, dtype)
+    model.to(device)
+    info = model_info(model, processor)
 
     # ---- Data
     val_json = Path(run["data"]["data_dir"]) / "val.json"
     records = load_conversations(val_json)
-    conversations = [task.adapt(to_messages(r, val_json.parent), r, model_info) for r in records]
-    questions = [prompt_messages(messages) for messages in conversations]
+    conversations = [task.adapt(to_messages(r, val_json.parent), r, info) for r in records]
+    rows, questions = question_rows(records, conversations, [task.reference(r, info) for r in records])
     first_question = questions[0][0]["content"]
     extra_images = sorted(p for p in Path(eval_cfg.test_img_dir).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     extra_questions = [[{"role": "user", "content": [{"type": "image", "image": str(p.resolve())}] + [
@@ -51,16 +55,14 @@ def main(argv=None):
     settings = dict(batch_size=eval_cfg.eval_batch_size, max_new_tokens=eval_cfg.max_new_tokens)
     if has_adapter:
         with model.disable_adapter():
-            base = generate(model, processor, questions + extra_questions, **settings)
+            base = generate(model, processor, questions + extra_questions, desc="base", **settings)
     else:  # a fully fine-tuned run: the base model is a model of its own
-        base = generate(load_model(model_cfg["model_dir"], trust_remote_code=trust), processor,
-                        questions + extra_questions, **settings)
-    tuned = generate(model, processor, questions + extra_questions, **settings)
-    rows = [{"id": r["id"], "image": images_of(q)[0], "reference": c[-1]["content"][0]["text"], "base": b,
-             "prediction": t} | task.reference(r, model_info)
-            for r, q, c, b, t in zip(records, questions, conversations, base, tuned)]
+        base = generate(load_model(model_cfg["model_dir"], dtype, trust).to(device), processor,
+                        questions + extra_questions, desc="base", **settings)
+    tuned = generate(model, processor, questions + extra_questions, desc="fine-tuned", **settings)
+    rows = [row | {"base": b, "prediction": t} for row, b, t in zip(rows, base, tuned)]
     extra_rows = [{"id": p.name, "image": str(p.resolve()), "base": b, "prediction": t}
-                  for p, b, t in zip(extra_images, base[len(records):], tuned[len(records):])]
+                  for p, b, t in zip(extra_images, base[len(rows):], tuned[len(rows):])]
     write_jsonl(run_dir / "predictions.jsonl", rows)
     write_jsonl(run_dir / "test-img-predictions.jsonl", extra_rows)
 

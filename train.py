@@ -1,7 +1,7 @@
 """Step 4: fine-tuning with the transformers Trainer (LoRA by default), watched in SwanLab.
 
     sh train.sh                                          # the offline job: tiny model, synthetic world, CPU
-    sh train.sh --config scripts/qwen2-vl-2b_coco.yaml   # the real run on a GPU
+    sh train.sh --config scripts/qwen2-vl-2b_coco.yaml   # the real run on a GPU (scripts/ has a preset a recipe)
     sh train.sh --deepspeed scripts/zero2.json           # any Trainer flag works as it is
     sh train.sh --vision lora --projector full --projector_lr 2e-5   # each part: frozen, lora or full
 
@@ -20,7 +20,7 @@ import config
 from vlmtune import parts
 from vlmtune.collator import TrainCollator, drop_overlong
 from vlmtune.formats import load_conversations, to_messages
-from vlmtune.modeling import load_model, load_processor, prepare_for_training, training_dtype
+from vlmtune.modeling import load_model, load_processor, model_info, prepare_for_training, training_dtype
 from vlmtune.tasks import TASKS
 from vlmtune.tracking import choose_swanlab_mode
 
@@ -42,9 +42,9 @@ class PartsTrainer(Trainer):
 
 def main(argv=None):
     # ---- Config
-    data_cfg, model_cfg, tune_cfg, args = config.parse(
-        argv, config.DataConfig, config.ModelConfig, config.TuneConfig, TrainingArguments,
-        defaults=config.TRAINING_DEFAULTS)
+    groups = (config.DataConfig, config.ModelConfig, config.TuneConfig, TrainingArguments)
+    config.refuse_tiny_defaults(argv, *groups)  # a real checkpoint left with tiny settings stops; before parse
+    data_cfg, model_cfg, tune_cfg, args = config.parse(argv, *groups, defaults=config.TRAINING_DEFAULTS)
     if args.hub_token:
         raise SystemExit("--hub_token is refused: SwanLab and shell histories record the command line. Set HF_TOKEN "
                          "in the environment instead (huggingface_hub reads it).")
@@ -60,7 +60,7 @@ def main(argv=None):
                                model_cfg.trust_remote_code)
     model = load_model(model_dir, training_dtype(args, model_dir), model_cfg.trust_remote_code,
                        tune_cfg.load_in_4bit)
-    model_info = {"model_type": model.config.model_type, **vars(model_cfg)}
+    info = model_info(model, processor)
 
     # ---- Data
     task = TASKS[data_cfg.task]
@@ -69,7 +69,7 @@ def main(argv=None):
     if written_for != {task.name}:
         raise SystemExit(f"{train_json} holds {', '.join(sorted(written_for))} conversations, not --task {task.name}: "
                          f"pass the --task it was written for, or another --data_dir.")
-    examples = [{"id": c["id"], "messages": task.adapt(to_messages(c, train_json.parent), c, model_info)}
+    examples = [{"id": c["id"], "messages": task.adapt(to_messages(c, train_json.parent), c, info)}
                 for c in conversations]
     examples, dropped = drop_overlong(examples, processor, tune_cfg.max_length)
     print(f"train examples: {len(examples)} kept, {len(dropped)} dropped as longer than --max_length "
@@ -77,8 +77,8 @@ def main(argv=None):
     for example_id, length in dropped[:10]:
         print(f"  dropped {example_id}: {length} tokens")
     if not examples:
-        raise SystemExit(f"Every example is longer than --max_length {tune_cfg.max_length}: raise it, or lower "
-                         f"--image_max_pixels.")
+        fewer_pixels = f", or lower --image_max_pixels ({info['image_max_pixels']})" if info["image_factor"] else ""
+        raise SystemExit(f"Every example is longer than --max_length {tune_cfg.max_length}: raise it{fewer_pixels}.")
 
     # ---- What trains
     model = prepare_for_training(model, tune_cfg)

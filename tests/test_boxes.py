@@ -1,11 +1,17 @@
-"""Unit tier: vlmtune.boxes on hand-made boxes, with the targets worked out by hand in the comments."""
+"""Unit tier: vlmtune.boxes on hand-made boxes, with the targets worked out by hand in the comments.
+
+The resized sizes Qwen2.5-VL's numbers depend on come from transformers' own smart_resize, the function the processor
+resizes with (tests/test_real_files.py checks the frame against the real processors' output).
+"""
 
 import math
 import random
 
 import pytest
 
-from vlmtune.boxes import CONVENTIONS, check_box, format_box, parse_box, smart_resize
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+from vlmtune.boxes import CONVENTIONS, check_box, format_box, parse_box
 
 # "the red circle" at (100, 200, 300, 400) in a 640x480 image, the example of the module docstring.
 BOX = (100, 200, 300, 400)
@@ -14,56 +20,6 @@ SIZE = (640, 480)
 # 480 / 28 = 17.14 -> 17 * 28 = 476, 640 / 28 = 22.86 -> 23 * 28 = 644; 644 * 476 = 306544 lies within the limits.
 # The aspect ratio moves a little, from 1.333 to 1.353, so x and y scale differently.
 RESIZED = (644, 476)
-
-# ----------------------------------------------------------------------------------------------------- smart_resize
-
-
-def test_smart_resize_rounds_each_side_to_a_multiple_of_28_and_can_change_the_aspect_ratio():
-    assert smart_resize(480, 640, max_pixels=12845056) == (476, 644)
-
-
-def test_smart_resize_shrinks_an_image_over_max_pixels_but_keeps_at_least_28_a_side():
-    # 1000x30 rounds to 1008x28 = 28224 > 7840, so beta = sqrt(30 * 1000 / 7840) = 1.95615:
-    # height floor(30 / 1.95615 / 28) = floor(0.548) = 0 -> at least 28; width floor(1000 / 1.95615 / 28) = 18 -> 504.
-    assert smart_resize(30, 1000, max_pixels=7840) == (28, 504)
-
-
-def test_smart_resize_grows_an_image_under_min_pixels():
-    # 20x20 rounds to 28x28 = 784 < 3136, so beta = sqrt(3136 / 400) = 2.8: ceil(20 * 2.8 / 28) = 2 -> 56 a side.
-    assert smart_resize(20, 20) == (56, 56)
-
-
-def test_smart_resize_refuses_an_aspect_ratio_over_200():
-    with pytest.raises(ValueError, match="aspect ratio must be smaller than 200"):
-        smart_resize(10, 2010)
-
-
-def test_smart_resize_equals_the_transformers_function_on_many_sizes():
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as transformers_smart_resize
-
-    rng = random.Random(0)
-    sizes = [(h, w) for h in (1, 10, 27, 28, 29, 41, 42, 43, 56, 224, 480, 1080, 4000) for w in (10, 28, 30, 640, 1920)]
-    sizes += [(rng.randint(1, 5000), rng.randint(1, 5000)) for _ in range(2000)]
-    for min_pixels, max_pixels in [(56 * 56, 28 * 28 * 1280), (3136, 12845056), (256 * 28 * 28, 1280 * 28 * 28),
-                                   (28 * 28, 28 * 28 * 10)]:
-        for height, width in sizes:
-            if max(height, width) / min(height, width) > 200:
-                continue
-            limits = {"min_pixels": min_pixels, "max_pixels": max_pixels}
-            expected = transformers_smart_resize(height, width, factor=28, **limits)
-            assert smart_resize(height, width, **limits) == expected, (height, width, limits)
-
-
-@pytest.mark.parametrize(("width", "height", "max_pixels"), [(640, 480, 12845056), (1000, 30, 7840)])
-def test_smart_resize_is_the_size_the_qwen_processor_feeds_the_model(width, height, max_pixels):
-    from PIL import Image
-    from transformers import Qwen2VLImageProcessor
-
-    processor = Qwen2VLImageProcessor(size={"shortest_edge": 56 * 56, "longest_edge": max_pixels})
-    grid = processor(images=[Image.new("RGB", (width, height))], return_tensors="pt")["image_grid_thw"]
-    _, rows, columns = grid[0].tolist()  # in patches of 14 pixels
-    assert smart_resize(height, width, max_pixels=max_pixels) == (rows * 14, columns * 14)
-
 
 # ------------------------------------------------------------------------------------------------------ conventions
 
@@ -101,7 +57,8 @@ def test_qwen2_5_vl_reads_back_by_scaling_each_axis_by_its_own_resize():
 
 
 def test_qwen2_5_vl_on_a_wide_strip_shrunk_under_a_small_max_pixels():
-    # 1000x30 with max_pixels 7840 becomes 504x28 (see the smart_resize test): x scales by 0.504, y by 28 / 30.
+    # 1000x30 with max_pixels 7840 becomes 504x28 (1008x28 is over the limit: both sides shrink by
+    # sqrt(30000 / 7840), the height no lower than 28): x scales by 0.504, y by 28 / 30.
     # 250 -> 126, 5 -> 4.67 -> 5, 750 -> 378, 25 -> 23.33 -> 23
     text = format_box("qwen2_5_vl", (250, 5, 750, 25), "the bar", (1000, 30), (504, 28))
     assert text == '[{"bbox_2d": [126, 5, 378, 23], "label": "the bar"}]'
@@ -126,12 +83,21 @@ def test_json_labels_keep_their_own_script():
     assert format_box("qwen3_vl", BOX, "红色的圆", SIZE) == '[{"bbox_2d": [156, 417, 469, 833], "label": "红色的圆"}]'
 
 
-def test_llava_writes_fractions_of_the_original_size_to_two_decimals():
-    # 100 / 640 = 0.15625 -> 0.16, 200 / 480 = 0.4167 -> 0.42, 300 / 640 = 0.46875 -> 0.47, 400 / 480 = 0.833 -> 0.83
+def test_llava_writes_fractions_of_the_padded_square_to_two_decimals():
+    # 640x480 is padded to 640x640 with the picture 80 rows down (LLaVA-1.5's pad to square):
+    # 100 / 640 = 0.15625 -> 0.16, (200 + 80) / 640 = 0.4375 -> 0.44, 300 / 640 = 0.46875 -> 0.47,
+    # (400 + 80) / 640 = 0.75
     text = format_box("llava", BOX, "the red circle", SIZE)
-    assert text == "[0.16, 0.42, 0.47, 0.83]"
-    # back: 0.16 * 640 = 102.4, 0.42 * 480 = 201.6, 0.47 * 640 = 300.8, 0.83 * 480 = 398.4
-    assert parse_box("llava", text, SIZE) == pytest.approx((102.4, 201.6, 300.8, 398.4))
+    assert text == "[0.16, 0.44, 0.47, 0.75]"
+    # back: 0.16 * 640 = 102.4, 0.44 * 640 - 80 = 201.6, 0.47 * 640 = 300.8, 0.75 * 640 - 80 = 400
+    assert parse_box("llava", text, SIZE) == pytest.approx((102.4, 201.6, 300.8, 400.0))
+
+
+def test_llava_pads_a_tall_image_at_its_sides():
+    # 300x600 is padded to 600x600 with the picture 150 columns in: the whole picture spans x 0.25 .. 0.75.
+    assert format_box("llava", (0, 0, 300, 600), "everything", (300, 600)) == "[0.25, 0.00, 0.75, 1.00]"
+    # an answer inside the padding reads back clamped to the picture
+    assert parse_box("llava", "[0.1, 0.0, 0.2, 1.0]", (300, 600)) == (0.0, 0.0, 0.0, 600.0)
 
 
 def test_an_unknown_convention_is_refused_with_the_known_names():
@@ -153,7 +119,7 @@ TOLERANCE = {
     "qwen2_vl": lambda size, resized: (size[0] / 1000 / 2, size[1] / 1000 / 2),
     "qwen2_5_vl": lambda size, resized: (size[0] / resized[0] / 2, size[1] / resized[1] / 2),
     "qwen3_vl": lambda size, resized: (size[0] / 1000 / 2, size[1] / 1000 / 2),
-    "llava": lambda size, resized: (size[0] * 0.005, size[1] * 0.005),
+    "llava": lambda size, resized: (max(size) * 0.005, max(size) * 0.005),
 }
 
 
@@ -176,7 +142,8 @@ def test_a_written_box_reads_back_within_half_a_unit_of_the_models_numbers(conve
         box = _random_box(rng, width, height)
         if check_box(box, (width, height)) is not None:  # the rare draw of zero width
             continue
-        resized_height, resized_width = smart_resize(height, width, max_pixels=rng.choice([7840, 1003520, 12845056]))
+        resized_height, resized_width = smart_resize(height, width, factor=28, min_pixels=3136,
+                                                     max_pixels=rng.choice([7840, 1003520, 12845056]))
         resized = (resized_width, resized_height)
         text = format_box(convention, box, "a thing", (width, height), resized)
         parsed = parse_box(convention, text, (width, height), resized)
@@ -220,13 +187,14 @@ def test_qwen2_vl_answers_read_with_or_without_their_markers(text):
 def test_a_reversed_box_comes_back_ordered():
     assert parse_box("qwen3_vl", '[{"bbox_2d": [469, 833, 156, 417]}]', SIZE) == pytest.approx(
         (99.84, 200.16, 300.16, 399.84))
-    assert parse_box("llava", "[0.47, 0.83, 0.16, 0.42]", SIZE) == pytest.approx((102.4, 201.6, 300.8, 398.4))
+    assert parse_box("llava", "[0.47, 0.75, 0.16, 0.44]", SIZE) == pytest.approx((102.4, 201.6, 300.8, 400.0))
 
 
 def test_a_box_past_the_border_is_clamped_to_the_image():
     assert parse_box("qwen2_vl", "(-20,0),(1200,1000)", SIZE) == (0.0, 0.0, 640.0, 480.0)
     assert parse_box("qwen2_5_vl", '{"bbox_2d": [-10, 100, 900, 600]}', SIZE, RESIZED) == pytest.approx(
         (0.0, 100 * 480 / 476, 640.0, 480.0))
+    # y: -0.1 * 640 - 80 -> 0, 0.5 * 640 - 80 = 240
     assert parse_box("llava", "[0.5, -0.1, 1.7, 0.5]", SIZE) == (320.0, 0.0, 640.0, 240.0)
 
 

@@ -157,7 +157,7 @@ def test_trimmed_batch_gives_the_same_loss_as_the_full_batch(tiny):
 
 def processed_length(processor, messages):
     text = processor.apply_chat_template(messages, tokenize=False)
-    images = open_images(messages)
+    images = open_images(messages, processor)
     return len(processor(text=[text], images=[images] if images else None)["input_ids"][0])
 
 
@@ -233,7 +233,7 @@ def test_generation_prompt_is_the_training_text_up_to_the_reply(tiny):
     assert training_text == prompt + "A red circle.<|im_end|>\n"
     # In tokens: the first supervised label sits right after the prompt.
     labels = TrainCollator(processor, trim_logits=False)([{"id": "small", "messages": messages}])["labels"][0]
-    prompt_length = len(processor(text=[prompt], images=[open_images(messages)])["input_ids"][0])
+    prompt_length = len(processor(text=[prompt], images=[open_images(messages, processor)])["input_ids"][0])
     assert int((labels != X).nonzero()[0]) == prompt_length == 29
 
 
@@ -269,3 +269,12 @@ def test_generate_answers_a_left_padded_batch_as_each_prompt_alone(tiny):
     assert recorder.options[0]["padding_side"] == "left"
     assert len(together) == 2 and all(together)  # the random model's answers are not empty, so this compares text
     assert together == alone
+
+
+def test_generate_shows_a_progress_bar_of_answers_done_out_of_all_on_stderr(tiny, capsys):
+    model, processor = tiny
+    conversations = [prompt_messages(e["messages"]) for e in two_examples()]
+    generate(model, processor, conversations, batch_size=1, max_new_tokens=1, desc="fine-tuned")
+    bar = capsys.readouterr().err
+    assert "fine-tuned:   0%" in bar and "0/2" in bar
+    assert "fine-tuned: 100%" in bar and "2/2" in bar

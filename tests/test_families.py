@@ -20,7 +20,7 @@ import test as test_script
 import train
 from vlmtune.formats import load_conversations, to_messages
 from vlmtune.generation import generate, prompt_messages
-from vlmtune.modeling import load_trained, load_processor
+from vlmtune.modeling import load_processor, load_trained, model_info
 from vlmtune.tasks import TASKS
 from vlmtune.tiny import TINY_MODELS
 
@@ -52,10 +52,10 @@ def test_pipeline_runs_and_scores_in_the_familys_box_convention(family_run):
     assert {row["box_convention"] for row in rows} == {CONVENTIONS[family]}
 
 
-def val_questions(data_dir, processor_model_type, model_dir):
+def val_questions(data_dir, model, processor):
     records = load_conversations(data_dir / "val.json")
-    model = {"model_type": processor_model_type, "image_min_pixels": 3136, "image_max_pixels": 112 * 112}
-    return [prompt_messages(TASKS["grounding"].adapt(to_messages(r, data_dir), r, model)) for r in records]
+    info = model_info(model, processor)
+    return [prompt_messages(TASKS["grounding"].adapt(to_messages(r, data_dir), r, info)) for r in records]
 
 
 def test_merged_model_loads_with_plain_transformers_and_answers_as_base_plus_adapter(family_run, capsys):
@@ -71,14 +71,14 @@ def test_merged_model_loads_with_plain_transformers_and_answers_as_base_plus_ada
     adapted, has_adapter = load_trained(str(run_dir), str(model_dir))
     assert has_adapter
     processor = load_processor(str(run_dir), 3136, 112 * 112)
-    questions = val_questions(data_dir, merged.config.model_type, model_dir)
+    questions = val_questions(data_dir, merged, processor)
 
     assert merged_processor.chat_template == processor.chat_template
     assert (generate(merged, merged_processor, questions, max_new_tokens=12)
             == generate(adapted, processor, questions, max_new_tokens=12))
     batch = processor(text=[processor.apply_chat_template(questions[0], add_generation_prompt=True,
                                                           tokenize=False)],
-                      images=[[to_image(questions[0])]], return_tensors="pt")
+                      images=[[to_image(questions[0], processor)]], return_tensors="pt")
     with torch.no_grad():
         merged_logits = merged(**batch).logits
         adapted_logits = adapted(**batch).logits
@@ -88,9 +88,9 @@ def test_merged_model_loads_with_plain_transformers_and_answers_as_base_plus_ada
     assert (merged_logits - base_logits).abs().max() > 1e-3  # the adapter does change the answers
 
 
-def to_image(messages):
+def to_image(messages, processor):
     from vlmtune.collator import open_images
-    return open_images(messages)[0]
+    return open_images(messages, processor)[0]
 
 
 def test_an_adapter_whose_keys_do_not_fit_the_model_is_refused_naming_them(family_run, tmp_path):

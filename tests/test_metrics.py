@@ -8,6 +8,7 @@ from vlmtune.metrics import (
     caption_scores,
     classification_report,
     exact_match,
+    exact_match_any,
     grounding_scores,
     normalize_text,
     normalize_vqa_answer,
@@ -28,6 +29,14 @@ def test_normalize_text_lowercases_collapses_spaces_and_drops_one_trailing_perio
 
 def test_exact_match_is_the_fraction_equal_after_normalization():
     assert exact_match(["A cat.", "dog", "bird"], ["a cat", "Dog", "fish"]) == pytest.approx(2 / 3)
+
+
+def test_exact_match_any_counts_a_prediction_equal_to_any_of_its_references():
+    # "a dog" is the second reference of the first image; "a bird" none of the second's; "A fish." the third's only.
+    references = [["a cat", "A dog."], ["a cat", "a dog"], ["a fish"]]
+    assert exact_match_any(["a dog", "a bird", "A fish."], references) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="2 predictions but 3 references"):
+        exact_match_any(["a dog", "a bird"], references)
 
 
 @pytest.mark.parametrize(

@@ -4,17 +4,20 @@ Unit tests need nothing; the comparisons with the real Qwen2-VL files read ../sh
 LoRA and the other ways to fine-tune are tested in test_parts.py.
 """
 
+import copy
 import functools
 import json
 
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoProcessor, AutoTokenizer, TrainingArguments
+from peft import LoraConfig, get_peft_model
+from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText, AutoProcessor, AutoTokenizer, TrainingArguments
 
-from vlmtune.boxes import smart_resize
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 from vlmtune.collator import count_tokens, open_images
-from vlmtune.modeling import load_processor, training_dtype
+from vlmtune.modeling import inference_placement, load_processor, merge_adapter, training_dtype
 from vlmtune.tiny import (
     QWEN2_SPECIAL_TOKENS,
     QWEN2_VL_CHAT_TEMPLATE,
@@ -212,7 +215,8 @@ def test_image_pad_count_follows_smart_resize_and_count_tokens_predicts_length(
     assert (size["shortest_edge"], size["longest_edge"]) == (min_pixels, max_pixels)
     messages = [image_turn((width, height)), reply("A red circle.")]
     text = processor.apply_chat_template(messages, tokenize=False)
-    input_ids = processor(text=[text], images=[open_images(messages)], return_tensors="pt")["input_ids"][0]
+    input_ids = processor(text=[text], images=[open_images(messages, processor)],
+                          return_tensors="pt")["input_ids"][0]
 
     resized_height, resized_width = smart_resize(height, width, min_pixels=min_pixels, max_pixels=max_pixels)
     assert min_pixels <= resized_height * resized_width <= max_pixels
@@ -233,7 +237,7 @@ def test_real_processor_gives_391_image_tokens_for_640x480(fixtures_dir):
     real = real_processor(fixtures_dir / "qwen2-vl-2b-instruct")
     prompt = [image_turn((640, 480))]
     text = real.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    inputs = real(text=[text], images=[open_images(prompt)], return_tensors="pt")
+    inputs = real(text=[text], images=[open_images(prompt, real)], return_tensors="pt")
     assert inputs["image_grid_thw"].tolist() == [[1, 34, 46]]
     assert int((inputs["input_ids"] == IMAGE_PAD_ID).sum()) == 391 == 34 * 46 // 4
     assert inputs["input_ids"].shape == (1, 416)
@@ -241,7 +245,8 @@ def test_real_processor_gives_391_image_tokens_for_640x480(fixtures_dir):
 
     messages = prompt + [reply("A red circle.")]
     text = real.apply_chat_template(messages, tokenize=False)
-    assert count_tokens(real, messages) == len(real(text=[text], images=[open_images(messages)])["input_ids"][0])
+    images = [open_images(messages, real)]
+    assert count_tokens(real, messages) == len(real(text=[text], images=images)["input_ids"][0])
 
 
 # ---------------------------------------------------------------- dtype
@@ -262,3 +267,49 @@ def test_training_dtype_is_fp32_on_cpu_without_flags(tiny_dir, tmp_path, monkeyp
 def test_training_dtype_is_bf16_when_asked(tiny_dir, tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to=[])
     assert training_dtype(args, str(tiny_dir)) == torch.bfloat16
+
+
+# The GPU either has bf16 natively (Ampere or newer) or not; torch's emulation counts as not.
+@pytest.mark.parametrize("cuda, native_bf16, expected", [
+    (False, False, ("cpu", torch.float32)),
+    (True, True, ("cuda", torch.bfloat16)),
+    (True, False, ("cuda", torch.float32)),  # never fp16: Qwen overflows in it
+])
+def test_inference_placement_is_the_gpu_in_bf16_where_it_has_bf16_else_fp32(monkeypatch, cuda, native_bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: cuda and (native_bf16 or including_emulation))
+    assert inference_placement() == expected
+
+
+# ---------------------------------------------------------------- merge
+
+
+@pytest.mark.parametrize("saved, merging", [
+    (torch.bfloat16, torch.float32),  # a real Qwen checkpoint, merged on the CPU
+    (torch.float32, torch.bfloat16),  # the tiny fp32 model on a bf16 GPU: merged in fp32, not rounded to bf16
+])
+def test_merged_folder_is_base_plus_lora_saved_in_the_bases_own_dtype(tiny, tmp_path, saved, merging):
+    model, processor = tiny
+    base_dir, run_dir, merged_dir = tmp_path / "base", tmp_path / "run", tmp_path / "merged"
+    copy.deepcopy(model).to(saved).save_pretrained(base_dir)
+    processor.save_pretrained(base_dir)
+    target = "model.language_model.layers.0.self_attn.q_proj"
+    # init_lora_weights=False: B is not zero, so the merge changes the weight.
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=[target], init_lora_weights=False)
+    get_peft_model(copy.deepcopy(model), lora).save_pretrained(run_dir)
+    processor.save_pretrained(run_dir)
+
+    merge_adapter(str(run_dir), str(base_dir), str(merged_dir), "cpu", merging)
+
+    name = str(saved).removeprefix("torch.")
+    assert read_json(merged_dir / "config.json")["dtype"] == read_json(base_dir / "config.json")["dtype"] == name
+    merged = AutoModelForImageTextToText.from_pretrained(merged_dir)
+    assert merged.dtype == saved
+    # LoRA's merge by its formula, W + alpha / r * B A, in fp32 from the saved base and adapter, rounded once.
+    weight = AutoModelForImageTextToText.from_pretrained(base_dir).get_parameter(f"{target}.weight").float()
+    adapter = load_file(run_dir / "adapter_model.safetensors")
+    a, b = (adapter[f"base_model.model.{target}.lora_{x}.weight"].float() for x in "AB")
+    expected = (weight + 8 / 4 * b @ a).to(saved)
+    assert torch.equal(merged.get_parameter(f"{target}.weight"), expected)
+    assert not torch.equal(expected, weight.to(saved))

@@ -1,15 +1,17 @@
 """Each task's adapt / reference / score on hand-made rows, and the world's records for every task."""
 
 import json
+import math
 
 import pytest
 from PIL import Image
+from pycocoevalcap.cider.cider import Cider
 
 from vlmtune import world
 from vlmtune.tasks import TASKS
 
-QWEN2 = {"model_type": "qwen2_vl", "image_min_pixels": 3136, "image_max_pixels": 12845056}
-QWEN25 = {"model_type": "qwen2_5_vl", "image_min_pixels": 3136, "image_max_pixels": 12845056}
+QWEN2 = {"model_type": "qwen2_vl", "image_factor": 28, "image_min_pixels": 3136, "image_max_pixels": 12845056}
+QWEN25 = {"model_type": "qwen2_5_vl", "image_factor": 28, "image_min_pixels": 3136, "image_max_pixels": 12845056}
 
 
 def grounding_record():
@@ -69,13 +71,37 @@ def test_vqa_scores_use_the_official_accuracy_and_exact_match_for_single_answers
     assert scores["fine_tuned"]["vqa_accuracy"] == pytest.approx((1.0 + 0.0) / 2)
 
 
-def test_caption_scores_take_every_caption_of_an_image_as_reference(tmp_path):
-    said = "A large red circle at the top left."
-    rows = [{"image": "a", "reference": said, "base": "x", "prediction": said},
-            {"image": "a", "reference": "A big round red thing up on the left.", "base": "x", "prediction": said}]
-    scores = TASKS["caption"].score(rows, tmp_path)
-    assert scores["fine_tuned"]["exact_match"] == 0.5
+def caption_rows():
+    """Two images, two captions each (lower case, no punctuation: the PTB tokenisation leaves them as they are).
+    The fine-tuned answers are each image's second caption, the base's a few words and the second image's first."""
+    return [{"image": "a", "reference": "a large red circle at the top left",
+             "references": ["a large red circle at the top left", "a big round red thing up on the left"],
+             "base": "a red thing", "prediction": "a big round red thing up on the left"},
+            {"image": "b", "reference": "a small blue square at the bottom right",
+             "references": ["a small blue square at the bottom right", "a tiny blue box down on the right"],
+             "base": "a small blue square at the bottom right", "prediction": "a tiny blue box down on the right"}]
+
+
+def test_caption_answer_equal_to_any_caption_of_its_image_is_an_exact_match(tmp_path):
+    scores = TASKS["caption"].score(caption_rows(), tmp_path)
+    assert scores["fine_tuned"]["exact_match"] == 1.0
+    assert scores["base"]["exact_match"] == 0.5
+    # Each answer is one of its references word for word: every n-gram matches and no brevity penalty.
     assert scores["fine_tuned"]["bleu4"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_caption_bleu_clips_against_every_caption_and_cider_is_pycocoevalcaps(tmp_path):
+    rows = caption_rows()
+    scores = TASKS["caption"].score(rows, tmp_path)["base"]
+    # By hand, over both answers ("a red thing", and the second image's first caption, 8 words), counts clipped
+    # against both captions of each image ("thing" is only in the first image's second caption):
+    # 1-grams 3 + 8 of 3 + 8 match; 2-grams "red thing" + 7 of 2 + 7; 3-grams 0 + 6 of 1 + 6; 4-grams 0 + 5 of 0 + 5.
+    # The brevity penalty takes the caption length closest to each answer, 8 (of 8 and 9) and 8, against 3 + 8 words.
+    expected = math.exp(1 - 16 / 11) * (11 / 11 * 8 / 9 * 6 / 7 * 5 / 5) ** (1 / 4)
+    assert scores["bleu4"] == pytest.approx(expected, abs=1e-6)
+    truths = {i: row["references"] for i, row in enumerate(rows)}
+    cider, _ = Cider().compute_score(truths, {i: [row["base"]] for i, row in enumerate(rows)})
+    assert scores["cider"] == pytest.approx(cider)
 
 
 def test_world_records_of_every_task_agree_with_their_scene():

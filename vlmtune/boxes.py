@@ -7,11 +7,13 @@ with the exact inverse. For "the red circle" at (100, 200, 300, 400) in a 640x48
     qwen2_vl    <|object_ref_start|>the red circle<|object_ref_end|><|box_start|>(156,417),(469,833)<|box_end|>
                 integers 0..1000 relative to the image: round(x / width * 1000)
     qwen2_5_vl  [{"bbox_2d": [101, 198, 302, 397], "label": "the red circle"}]
-                integer pixels of the image after the processor's resize, here 644x476 (smart_resize, factor 28)
+                integer pixels of the image after the processor's resize, here 644x476 (the processor's smart_resize
+                with factor 28: 14-pixel patches merged 2 x 2)
     qwen3_vl    [{"bbox_2d": [156, 417, 469, 833], "label": "the red circle"}]
                 qwen2_5_vl's JSON with qwen2_vl's numbers
-    llava       [0.16, 0.42, 0.47, 0.83]
-                fractions of the original size to 2 decimals (LLaVA-1.5's RefCOCO answers)
+    llava       [0.16, 0.44, 0.47, 0.75]
+                fractions of the square the image is padded to (LLaVA-1.5's `image_aspect_ratio: pad`: here
+                640x640, the picture 80 pixels down), to 2 decimals
 
 The names are transformers' `model_type`, so `CONVENTIONS[model.config.model_type]` picks one. Nothing here imports
 torch or the rest of vlmtune.
@@ -25,30 +27,6 @@ from dataclasses import dataclass
 
 Box = tuple[float, float, float, float]
 Size = tuple[int, int]  # (width, height) in pixels
-
-
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56,
-                 max_pixels: int = 28 * 28 * 1280) -> tuple[int, int]:
-    """(height, width) of the image that Qwen2-VL's processor feeds the model: each side a multiple of `factor`,
-    the area within [min_pixels, max_pixels] where it can be, the aspect ratio kept as well as that allows.
-
-    A copy of transformers' `qwen2_vl.image_processing_qwen2_vl.smart_resize` (tests/test_boxes.py compares the two),
-    so formatting a target does not import the processor. Note the order: (height, width) in and out, as Qwen's.
-    """
-    aspect_ratio = max(height, width) / min(height, width)
-    if aspect_ratio > 200:
-        raise ValueError(f"absolute aspect ratio must be smaller than 200, got {aspect_ratio}")
-    resized_height = round(height / factor) * factor
-    resized_width = round(width / factor) * factor
-    if resized_height * resized_width > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        resized_height = max(factor, math.floor(height / beta / factor) * factor)
-        resized_width = max(factor, math.floor(width / beta / factor) * factor)
-    elif resized_height * resized_width < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        resized_height = math.ceil(height * beta / factor) * factor
-        resized_width = math.ceil(width * beta / factor) * factor
-    return resized_height, resized_width
 
 
 def check_box(box, image_size: Size) -> str | None:
@@ -106,27 +84,44 @@ def _write_llava(values, expression: str) -> str:
     return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
 
 
-def _per_mille(image_size: Size, resized_size: Size | None) -> tuple[float, float]:
-    return 1000, 1000
+@dataclass(frozen=True)
+class Frame:
+    """Where the model's numbers put an image: x in the model's units is (x_pixels + dx) * span_x / width, and the
+    same for y. `width` and `height` are the extent the numbers cover, in original pixels."""
+
+    dx: float
+    dy: float
+    width: float
+    height: float
+    span_x: float
+    span_y: float
 
 
-def _resized_pixels(image_size: Size, resized_size: Size | None) -> tuple[float, float]:
+def _per_mille(image_size: Size, resized_size: Size | None) -> Frame:
+    return Frame(0, 0, *image_size, 1000, 1000)
+
+
+def _resized_pixels(image_size: Size, resized_size: Size | None) -> Frame:
     if resized_size is None:
         raise ValueError("qwen2_5_vl writes boxes in pixels of the resized image: pass resized_size=(width, height), "
                          "smart_resize's (height, width) swapped")
-    return resized_size
+    return Frame(0, 0, *image_size, *resized_size)
 
 
-def _fraction(image_size: Size, resized_size: Size | None) -> tuple[float, float]:
-    return 1, 1
+def _padded_square(image_size: Size, resized_size: Size | None) -> Frame:
+    # The image is pasted at the centre of a square of its longer side (vlmtune.images.pad_to_square, the way
+    # LLaVA-1.5 trained with `image_aspect_ratio: pad`), so the numbers are fractions of that square.
+    width, height = image_size
+    side = max(width, height)
+    return Frame((side - width) // 2, (side - height) // 2, side, side, 1, 1)
 
 
 @dataclass(frozen=True)
 class Convention:
-    """How one model family writes a box: in which units, and in what text."""
+    """How one model family writes a box: in which frame and units, and in what text."""
 
-    span: Callable[[Size, Size | None], tuple[float, float]]
-    """(image_size, resized_size) -> the model's numbers for the image's right and bottom edges."""
+    frame: Callable[[Size, Size | None], Frame]
+    """(image_size, resized_size) -> where the model's numbers put the image."""
     write: Callable[[list[float], str], str]
     """(x1, y1, x2, y2 in the model's units, unrounded; the referring expression) -> the target text."""
     read: Callable[[str], list[float] | None]
@@ -134,10 +129,10 @@ class Convention:
 
 
 CONVENTIONS: dict[str, Convention] = {
-    "qwen2_vl": Convention(span=_per_mille, write=_write_qwen2_vl, read=_first_match(_QWEN2_VL_BOX)),
-    "qwen2_5_vl": Convention(span=_resized_pixels, write=_write_bbox_2d, read=_first_match(_BBOX_2D)),
-    "qwen3_vl": Convention(span=_per_mille, write=_write_bbox_2d, read=_first_match(_BBOX_2D)),
-    "llava": Convention(span=_fraction, write=_write_llava, read=_first_match(_LLAVA_BOX)),
+    "qwen2_vl": Convention(frame=_per_mille, write=_write_qwen2_vl, read=_first_match(_QWEN2_VL_BOX)),
+    "qwen2_5_vl": Convention(frame=_resized_pixels, write=_write_bbox_2d, read=_first_match(_BBOX_2D)),
+    "qwen3_vl": Convention(frame=_per_mille, write=_write_bbox_2d, read=_first_match(_BBOX_2D)),
+    "llava": Convention(frame=_padded_square, write=_write_llava, read=_first_match(_LLAVA_BOX)),
 }
 
 
@@ -150,21 +145,20 @@ def _convention(name: str) -> Convention:
 def format_box(convention: str, box, expression: str, image_size: Size, resized_size: Size | None = None) -> str:
     """The target text for `box` (x1, y1, x2, y2 in pixels of an image of `image_size` (width, height)).
 
-    `resized_size` (width, height) is the image the processor makes, which only qwen2_5_vl's numbers depend on:
-    `h, w = smart_resize(height, width, min_pixels=..., max_pixels=...)`, then `resized_size=(w, h)`.
+    `resized_size` (width, height) is the image the processor makes, which only qwen2_5_vl's numbers depend on
+    (vlmtune.tasks.model_box_frame computes it with the processor's own resize rule).
     Raises ValueError for a box that `check_box` rejects.
     """
     chosen = _convention(convention)
     reason = check_box(box, image_size)
     if reason is not None:
         raise ValueError(f"cannot write the box of {expression!r}: {reason}")
-    width, height = image_size
-    span_x, span_y = chosen.span(image_size, resized_size)
+    f = chosen.frame(image_size, resized_size)
     x1, y1, x2, y2 = box
-    # x * span / width rather than x / width * span: for integer pixels the product is exact, so a value that lies
-    # exactly halfway rounds the same way on every machine.
-    return chosen.write([x1 * span_x / width, y1 * span_y / height, x2 * span_x / width, y2 * span_y / height],
-                        expression)
+    # (x + dx) * span / width rather than (x + dx) / width * span: for integer pixels the product is exact, so a
+    # value that lies exactly halfway rounds the same way on every machine.
+    return chosen.write([(x1 + f.dx) * f.span_x / f.width, (y1 + f.dy) * f.span_y / f.height,
+                         (x2 + f.dx) * f.span_x / f.width, (y2 + f.dy) * f.span_y / f.height], expression)
 
 
 def parse_box(convention: str, text: str, image_size: Size, resized_size: Size | None = None) -> Box | None:
@@ -177,7 +171,7 @@ def parse_box(convention: str, text: str, image_size: Size, resized_size: Size |
     if values is None:
         return None
     width, height = image_size
-    span_x, span_y = chosen.span(image_size, resized_size)
-    x1, x2 = sorted(min(max(v * width / span_x, 0.0), float(width)) for v in (values[0], values[2]))
-    y1, y2 = sorted(min(max(v * height / span_y, 0.0), float(height)) for v in (values[1], values[3]))
+    f = chosen.frame(image_size, resized_size)
+    x1, x2 = sorted(min(max(v * f.width / f.span_x - f.dx, 0.0), float(width)) for v in (values[0], values[2]))
+    y1, y2 = sorted(min(max(v * f.height / f.span_y - f.dy, 0.0), float(height)) for v in (values[1], values[3]))
     return x1, y1, x2, y2

@@ -7,6 +7,8 @@ about 1.8 MB of cache per example and most of their training time. Images are re
 import torch
 from PIL import Image
 
+from .images import model_view
+
 IGNORE_INDEX = -100
 
 
@@ -40,17 +42,31 @@ def images_of(messages: list[dict]) -> list:
     return [part["image"] for message in messages for part in message["content"] if part["type"] == "image"]
 
 
-def open_images(messages: list[dict]) -> list[Image.Image]:
-    """The images of a conversation, in order, as RGB."""
-    return [_rgb(image) for image in images_of(messages)]
+def open_images(messages: list[dict], processor) -> list[Image.Image]:
+    """The images of a conversation, in order, as this processor is given them (vlmtune.images.model_view)."""
+    return [model_view(image, processor) for image in images_of(messages)]
 
 
-def _rgb(image) -> Image.Image:
-    """A path or an in-memory PIL image, as RGB."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    with Image.open(image) as opened:
-        return opened.convert("RGB")
+def training_text(processor, messages: list[dict], add_generation_prompt: bool = False) -> str:
+    """The conversation as the model trains on it: the chat template's text, each reply closed by its end token;
+    with `add_generation_prompt`, the text a model is asked to go on from (the same earlier replies).
+
+    Qwen's templates close every reply with `<|im_end|>`. LLaVA-1.5's (llava-hf) writes nothing after a reply but a
+    space, so the model would never learn to stop and a label mask would run into the next `USER:`; LLaVA-1.5 itself
+    trained each reply followed by `</s>`, and its generation config stops on it. For such a template the tokenizer's
+    end-of-sequence token is written after each reply, before the template renders it.
+    """
+    end, written = reply_end(processor)
+    if not written:
+        messages = [_closed(message, end) if message["role"] == "assistant" else message for message in messages]
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def _closed(message: dict, end: str) -> dict:
+    last_text = max(i for i, part in enumerate(message["content"]) if part["type"] == "text")
+    content = [dict(part, text=part["text"] + end) if i == last_text else part
+               for i, part in enumerate(message["content"])]
+    return dict(message, content=content)
 
 
 def count_tokens(processor, messages: list[dict]) -> int:
@@ -59,7 +75,7 @@ def count_tokens(processor, messages: list[dict]) -> int:
     The image sizes come from the file headers and the processor's own count of tokens per image, so this holds for
     every resize rule the processor has (Qwen's min/max pixels included).
     """
-    text = processor.apply_chat_template(messages, tokenize=False)
+    text = training_text(processor, messages)
     sizes = []
     for image in images_of(messages):
         if isinstance(image, Image.Image):
@@ -67,7 +83,7 @@ def count_tokens(processor, messages: list[dict]) -> int:
         else:
             with Image.open(image) as opened:  # reads the header only
                 sizes.append((opened.height, opened.width))
-    n_text = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+    n_text = len(processor.tokenizer(text)["input_ids"])  # as the processor tokenizes: LLaVA's BOS included
     if not sizes:
         return n_text
     per_image = processor._get_num_multimodal_tokens(image_sizes=sizes).num_image_tokens
@@ -104,11 +120,11 @@ class TrainCollator:
         self.trim_logits = trim_logits
         tokenizer = processor.tokenizer
         self.reply_header = reply_header_ids(processor)
-        self.end_id = tokenizer.convert_tokens_to_ids(turn_end_token(processor))
+        self.end_id = tokenizer.convert_tokens_to_ids(reply_end(processor)[0])
 
     def __call__(self, examples: list[dict]):
-        texts = [self.processor.apply_chat_template(e["messages"], tokenize=False) for e in examples]
-        images = [open_images(e["messages"]) for e in examples]
+        texts = [training_text(self.processor, e["messages"]) for e in examples]
+        images = [open_images(e["messages"], self.processor) for e in examples]
         batch = self.processor(text=texts, images=images if any(images) else None, padding=True,
                                padding_side="right", return_tensors="pt")
         labels = torch.tensor([label_mask(row, self.reply_header, self.end_id) for row in batch["input_ids"].tolist()])
@@ -137,11 +153,15 @@ def reply_header_ids(processor) -> list[int]:
     return with_prompt[common:]
 
 
-def turn_end_token(processor) -> str:
-    """The token that closes a reply: the one the chat template writes after an assistant message."""
+def reply_end(processor) -> tuple[str, bool]:
+    """(the token that closes a reply, whether the chat template writes it): the special token the template writes
+    right after an assistant message (Qwen: `<|im_end|>`), else the tokenizer's end-of-sequence token, which
+    training_text then writes itself (LLaVA-1.5: `</s>`)."""
     probe = [{"role": "user", "content": [{"type": "text", "text": "x"}]},
              {"role": "assistant", "content": [{"type": "text", "text": "SENTINEL"}]}]
-    text = processor.apply_chat_template(probe, tokenize=False)
-    after = text.split("SENTINEL", 1)[1]
-    token_ids = processor.tokenizer(after, add_special_tokens=False)["input_ids"]
-    return processor.tokenizer.convert_ids_to_tokens(token_ids[0])
+    tokenizer = processor.tokenizer
+    after = processor.apply_chat_template(probe, tokenize=False).split("SENTINEL", 1)[1]
+    token_ids = tokenizer(after, add_special_tokens=False)["input_ids"]
+    if token_ids and token_ids[0] in tokenizer.all_special_ids:
+        return tokenizer.convert_ids_to_tokens(token_ids[0]), True
+    return tokenizer.eos_token, False

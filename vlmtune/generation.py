@@ -1,8 +1,9 @@
 """Batched greedy generation with left padding, the way a decoder-only model must be batched for inference."""
 
 import torch
+from tqdm import tqdm
 
-from .collator import open_images
+from .collator import open_images, training_text
 
 
 def prompt_messages(messages: list[dict]) -> list[dict]:
@@ -12,17 +13,22 @@ def prompt_messages(messages: list[dict]) -> list[dict]:
 
 
 @torch.no_grad()
-def generate(model, processor, conversations: list[list[dict]], batch_size: int = 16, max_new_tokens: int = 64):
-    """One answer per conversation (each ending with a user turn), greedy."""
+def generate(model, processor, conversations: list[list[dict]], batch_size: int = 16, max_new_tokens: int = 64,
+             desc: str | None = None):
+    """One answer per conversation (each ending with a user turn), greedy, with a progress bar of answers done on
+    stderr, labelled `desc`."""
     answers = []
     model.eval()
+    progress = tqdm(total=len(conversations), desc=desc, unit="answer")
     for start in range(0, len(conversations), batch_size):
         chunk = conversations[start:start + batch_size]
-        texts = [processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chunk]
-        images = [open_images(c) for c in chunk]
+        texts = [training_text(processor, c, add_generation_prompt=True) for c in chunk]
+        images = [open_images(c, processor) for c in chunk]
         inputs = processor(text=texts, images=images if any(images) else None, padding=True, padding_side="left",
                            return_tensors="pt").to(model.device)
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         new_tokens = output[:, inputs["input_ids"].shape[1]:]
         answers.extend(text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True))
+        progress.update(len(chunk))
+    progress.close()
     return answers

@@ -1,6 +1,6 @@
 """Metrics: pure functions of (predictions, references), so a saved predictions.jsonl can be rescored without a GPU.
 
-- text: `normalize_text`, `exact_match`
+- text: `normalize_text`, `exact_match`, `exact_match_any`
 - captions: `tokenize_caption`, `caption_scores` (BLEU-1..4 and CIDEr from pycocoevalcap, without Java)
 - VQA: `normalize_vqa_answer`, `vqa_accuracy`, `vqa_score` (the official VQA v2 / OK-VQA accuracy)
 - classification: `parse_class`, `classification_report`, `save_confusion_matrix`
@@ -36,6 +36,13 @@ def exact_match(predictions: list[str], references: list[str]) -> float:
     """The fraction of predictions equal to their reference after `normalize_text`."""
     _check_parallel(predictions, references)
     matches = sum(normalize_text(p) == normalize_text(r) for p, r in zip(predictions, references))
+    return matches / len(predictions)
+
+
+def exact_match_any(predictions: list[str], references: list[list[str]]) -> float:
+    """The fraction of predictions equal to one of their references (COCO's five captions) after `normalize_text`."""
+    _check_parallel(predictions, references)
+    matches = sum(normalize_text(p) in {normalize_text(r) for r in refs} for p, refs in zip(predictions, references))
     return matches / len(predictions)
 
 

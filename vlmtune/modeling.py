@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor
 
-from . import parts
+from . import images, parts
 
 def download_model(model_id: str, hub: str, local_dir: str) -> str:
     """Download a model repository into local_dir from ModelScope or the Hugging Face Hub (HF_ENDPOINT honoured)."""
@@ -62,14 +62,47 @@ def qlora_quantization(path: str, dtype: torch.dtype):
 
 
 def load_processor(path: str, min_pixels: int, max_pixels: int, trust_remote_code: bool = False):
-    """The model's own processor, with this run's image resize limits where its image processor takes them: Qwen's
-    dynamic resolution (patches merged `merge_size` x `merge_size`) resizes each image into a pixel budget, LLaVA's
-    CLIP processor to one fixed size."""
+    """The model's own processor, with this run's image resize limits where it resizes into a pixel budget (Qwen).
+
+    A hub preprocessor_config.json holds `min_pixels` / `max_pixels` keys of its own, which Qwen2VLImageProcessor
+    lets override `size`: given to the processor as `size=`, the limits were lost and a 640x480 photo stayed at 391
+    image tokens whatever they were. So the image processor is loaded again with the limits as those very keys.
+    (Given to AutoProcessor, min_pixels/max_pixels land in the tokenizer's settings and every call warns that they
+    are deprecated.) LLaVA's CLIP processor has one fixed size: nothing to set.
+    """
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    if hasattr(processor.image_processor, "merge_size"):
-        processor = AutoProcessor.from_pretrained(path, size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
-                                                  trust_remote_code=trust_remote_code)
+    if resizes_to_budget(processor.image_processor):
+        # Set as the processor's component, not passed to AutoProcessor: a component given there is also kept in
+        # the tokenizer's settings, which then cannot be saved.
+        processor.image_processor = AutoImageProcessor.from_pretrained(
+            path, min_pixels=min_pixels, max_pixels=max_pixels, trust_remote_code=trust_remote_code)
     return processor
+
+
+def resizes_to_budget(image_processor) -> bool:
+    """Whether an image processor resizes each image into a pixel budget and makes a grid of tokens of it (Qwen's
+    dynamic resolution), rather than one fixed size (LLaVA)."""
+    return "image_grid_thw" in image_processor.model_input_names
+
+
+def image_settings(processor) -> dict:
+    """How this processor sizes images, read from the processor itself (what tasks need to place a box in the frame
+    the model sees): `image_factor`, the pixels per side of one image token (patch size x merge size: 28 for
+    Qwen2-VL and Qwen2.5-VL, 32 for Qwen3-VL), with the pixel limits in force, or None for a fixed-size processor;
+    `pad_to_square`, whether images are padded to a square first (vlmtune.images)."""
+    image_processor = processor.image_processor
+    settings = {"image_factor": None, "pad_to_square": images.square_fill(processor) is not None}
+    if resizes_to_budget(image_processor):
+        settings |= {"image_factor": image_processor.patch_size * image_processor.merge_size,
+                     "image_min_pixels": image_processor.size["shortest_edge"],
+                     "image_max_pixels": image_processor.size["longest_edge"]}
+    return settings
+
+
+def model_info(model, processor) -> dict:
+    """What tasks need to know of the model (vlmtune.tasks: `adapt` and `reference`): its model_type, which picks
+    the box convention, and how its processor sizes images."""
+    return {"model_type": model.config.model_type, **image_settings(processor)}
 
 
 def prepare_for_training(model, tune) -> torch.nn.Module:
@@ -91,18 +124,34 @@ def prepare_for_training(model, tune) -> torch.nn.Module:
         for part, mode in modes.items():
             for _, module in parts.part_modules(model)[part]:
                 module.requires_grad_(mode == "full")
-        return model
+        return keep_trainable_in_fp32(model)
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if getattr(model, "is_loaded_in_4bit", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     config = LoraConfig(r=tune.lora_r, lora_alpha=tune.lora_alpha, lora_dropout=tune.lora_dropout, bias="none",
                         target_modules=targets, modules_to_save=full or None, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    return keep_trainable_in_fp32(get_peft_model(model, config))
+
+
+def keep_trainable_in_fp32(model) -> torch.nn.Module:
+    """Every trained parameter in fp32, frozen ones left as loaded (bf16 on a GPU): the optimizer updates the fp32
+    copy, and the forward runs under autocast (train.py sets the Trainer's --bf16 for bf16 weights).
+
+    In pure bf16 an update smaller than about 1/256 of the weight rounds away: at the projector rate of LLaVA-1.5's
+    recipe (2e-5), 10 AdamW steps changed 29 % of a fully trained projector's weights, against 100 % in fp32. peft
+    already keeps LoRA matrices in fp32; a fully trained part (peft's modules_to_save, or no peft at all) is cast
+    here. The cost is 4 bytes instead of 2 per trained weight.
+    """
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+    return model
 
 
 def training_dtype(args, model_dir: str) -> torch.dtype:
-    """The dtype the base weights load in: bf16 on a GPU that supports it, fp32 elsewhere; fp16 refused for Qwen.
+    """The dtype the base weights load in: bf16 with --bf16 (the default on a GPU that has it, config.py), when the
+    Trainer also runs the forward under bf16 autocast; fp32 otherwise; fp16 refused for Qwen.
 
     Qwen2-VL's and Qwen2.5-VL's activations overflow fp16's range (loss turns to nan, or the model answers with '!!!!'),
     so `--fp16` stops here with the reason instead of failing an hour into the run.
@@ -114,9 +163,19 @@ def training_dtype(args, model_dir: str) -> torch.dtype:
             raise SystemExit(f"--fp16 is refused for {model_type}: Qwen VL models overflow in fp16 (nan loss). "
                              "Use --bf16 true on a GPU that supports it (Ampere or newer), or fp32 (neither flag).")
         return torch.float16
-    if args.bf16 or (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float32
+    return torch.bfloat16 if args.bf16 else torch.float32
+
+
+def inference_placement() -> tuple[str, torch.dtype]:
+    """(device, dtype) that test.py answers and merge.py merges in: the GPU in bf16 where it has bf16 (Ampere or
+    newer), the GPU in fp32 where it has not (fp16 overflows Qwen's activations, see training_dtype), else the CPU
+    in fp32."""
+    if not torch.cuda.is_available():
+        return "cpu", torch.float32
+    # Without emulation: torch emulates bf16 on older GPUs, slower than their fp32.
+    if torch.cuda.is_bf16_supported(including_emulation=False):
+        return "cuda", torch.bfloat16
+    return "cuda", torch.float32
 
 
 def save_pretrained_atomically(model, processor, out_dir: str):
@@ -129,14 +188,15 @@ def save_pretrained_atomically(model, processor, out_dir: str):
     os.replace(tmp, out_dir)
 
 
-def load_trained(run_dir: str, model_dir: str, trust_remote_code: bool = False):
-    """(model, has_adapter): base + the run's adapter, its keys checked, or the fully fine-tuned model the run saved."""
+def load_trained(run_dir: str, model_dir: str, trust_remote_code: bool = False, dtype: torch.dtype = torch.float32):
+    """(model, has_adapter): base + the run's adapter, its keys checked, or the fully fine-tuned model the run saved,
+    in `dtype`."""
     run_dir = Path(run_dir)
     if not (run_dir / "adapter_config.json").is_file():
-        return load_model(str(run_dir), trust_remote_code=trust_remote_code), False
+        return load_model(str(run_dir), dtype, trust_remote_code), False
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(load_model(model_dir, trust_remote_code=trust_remote_code), str(run_dir))
+    model = PeftModel.from_pretrained(load_model(model_dir, dtype, trust_remote_code), str(run_dir))
     check_adapter_keys(model, run_dir)
     return model, True
 
@@ -162,12 +222,21 @@ def check_adapter_keys(model, run_dir) -> None:
             f"version it was trained with, or rename its keys to this model's module names.")
 
 
-def merge_adapter(run_dir: str, model_dir: str, out_dir: str, trust_remote_code: bool = False) -> list[str]:
+def merge_adapter(run_dir: str, model_dir: str, out_dir: str, device: str, dtype: torch.dtype,
+                  trust_remote_code: bool = False) -> list[str]:
     """Merge the run's adapter into its base model and save a complete model folder (safetensors weights, config,
-    generation config, processor, tokenizer, chat template) that plain transformers loads. Returns warnings."""
+    generation config, processor, tokenizer, chat template) that plain transformers loads. Returns warnings.
+
+    The merge runs on `device`, in `dtype` or in the base's own dtype where that is more precise (an fp32 base stays
+    fp32 on a bf16 GPU, an fp16 one is merged in fp32); the weights are saved in the base's own dtype, so the folder
+    weighs what the base does and loads the way it does."""
     from peft import PeftModel
 
+    # "auto": the checkpoint's own dtype, from its config or else from its weights (Qwen3-VL's config names it in
+    # text_config only).
     base = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto", trust_remote_code=trust_remote_code)
+    saved_dtype = base.dtype
+    base.to(device, torch.promote_types(dtype, saved_dtype))
     model = PeftModel.from_pretrained(base, run_dir)
     check_adapter_keys(model, run_dir)
     warnings = []
@@ -175,7 +244,7 @@ def merge_adapter(run_dir: str, model_dir: str, out_dir: str, trust_remote_code:
     if any("lora_" in name for name in vision):
         warnings.append("this adapter has LoRA on the vision encoder: serve the merged model, since vLLM applies "
                         "LoRA to the language model only and would ignore that part of an unmerged adapter")
-    merged = model.merge_and_unload()
+    merged = model.merge_and_unload().to(saved_dtype)
     processor = AutoProcessor.from_pretrained(run_dir, trust_remote_code=trust_remote_code)
     save_pretrained_atomically(merged, processor, out_dir)
     return warnings

@@ -31,7 +31,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from . import boxes, world
-from .collator import IGNORE_INDEX, TrainCollator, turn_end_token
+from .collator import IGNORE_INDEX, TrainCollator, reply_end
 
 PRETRAIN_SEED = 1_000  # a world of its own, apart from the seeds data2csv.py draws target datasets from
 ATTRIBUTES = ("colour", "shape", "size", "position")
@@ -75,7 +75,7 @@ class PretrainingScenes:
 def answer_vocabulary(processor, model_type: str, n_scenes: int = 2_000) -> list[int]:
     """The token ids pretraining's answers use (a few dozen: words, digits, marks, the end of a turn)."""
     tokenizer = processor.tokenizer
-    ids = {tokenizer.convert_tokens_to_ids(turn_end_token(processor))}
+    ids = {tokenizer.convert_tokens_to_ids(reply_end(processor)[0])}
     for index in range(n_scenes):
         scene = world.make_scene(PRETRAIN_SEED, index)
         for form in FORMS:

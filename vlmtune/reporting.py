@@ -4,7 +4,9 @@ import json
 import os
 from pathlib import Path
 
+from .collator import images_of
 from .formats import write_atomically
+from .generation import prompt_messages
 from .tracking import choose_swanlab_mode
 
 
@@ -15,6 +17,28 @@ def write_jsonl(path, rows: list[dict]):
 def read_jsonl(path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def question_rows(records: list[dict], conversations: list[list[dict]], task_keys: list[dict]):
+    """(rows, questions): the rows of predictions.jsonl, one per distinct question and still without answers, and
+    the question each row asks.
+
+    Records that ask the same (the same images and prompt messages) and score alike (the same `task_keys`, from the
+    task's `reference`) make one row, answered once, with every record's reply in "references" and the first in
+    "reference": COCO's five captions of an image make one row scored against all five, while two boxes of
+    'person' in one image stay two rows.
+    """
+    rows, questions = {}, {}
+    for record, messages, keys in zip(records, conversations, task_keys):
+        question = prompt_messages(messages)
+        key = json.dumps([question, keys], sort_keys=True)
+        reply = messages[-1]["content"][0]["text"]
+        if key not in rows:
+            rows[key] = {"id": record["id"], "image": images_of(question)[0], "reference": reply,
+                         "references": []} | keys
+            questions[key] = question
+        rows[key]["references"].append(reply)
+    return list(rows.values()), list(questions.values())
 
 
 def scalar_metrics(metrics: dict, prefix: str = "test") -> dict:

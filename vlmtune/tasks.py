@@ -1,16 +1,21 @@
 """The four tasks: how a record's messages fit the model, how an answer is read, how answers are scored.
 
 A task is a small object in a plain dict, selected by name (`--task`); train.py and test.py call it and know nothing
-of any task. Each task's `score` is a pure function of the rows of predictions.jsonl, for example (grounding):
+of any task. Each task's `score` is a pure function of the rows of predictions.jsonl. test.py writes one row per
+distinct question (the same images and prompt), answered once and holding the reference of every record that asks
+it; for example (caption: COCO's five captions of one image make one row):
 
-    {"id": "syn-0-000003", "image": "/abs/images/syn-0-000003.png", "reference": "[{\"bbox_2d\": ...}]",
-     "base": "red; circle; small; top left", "prediction": "the red circle(580,60),(920,400)",
-     "box": [63, 6, 103, 46], "image_size": [112, 112], "box_convention": "qwen2_vl", "resized_size": [112, 112]}
+    {"id": "125870_88366", "image": "/abs/images/125870.jpg",
+     "reference": "An airport filled with large passenger jets parked next to each other.",
+     "references": ["An airport filled with large passenger jets parked next to each other.",
+                    "A fleet of airplanes rest at their gates at the airport.", ...],
+     "base": "Airplanes at an airport.", "prediction": "A fleet of airplanes parked at the airport."}
 
-and returns {"base": {...}, "fine_tuned": {...}} with the metrics the task's community reports.
+and the keys of the task's `reference` besides (grounding: "box": [63, 6, 103, 46], "image_size": [112, 112],
+"box_convention": "qwen2_vl", "resized_size": [112, 112]). `score` returns {"base": {...}, "fine_tuned": {...}} with
+the metrics the task's community reports.
 """
 
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -42,14 +47,13 @@ def _for_both(rows: list[dict], score_one: Callable[[list[str]], dict]) -> dict:
 
 
 def score_caption(rows, out_dir):
-    """Exact match (the synthetic world has one right caption), BLEU-4 and CIDEr against every caption of the image."""
-    references = defaultdict(list)
-    for row in rows:
-        references[row["image"]].append(row["reference"])
+    """Exact match (the answer is one of the image's captions; the synthetic world has one right caption), BLEU-4
+    and CIDEr against all of them."""
+    references = [row["references"] for row in rows]
 
     def score_one(predictions):
-        result = {"exact_match": metrics.exact_match(predictions, [row["reference"] for row in rows])}
-        return result | metrics.caption_scores(predictions, [references[row["image"]] for row in rows])
+        return ({"exact_match": metrics.exact_match_any(predictions, references)}
+                | metrics.caption_scores(predictions, references))
     return _for_both(rows, score_one)
 
 
@@ -74,14 +78,22 @@ def score_classification(rows, out_dir):
 
 
 def model_box_frame(record: dict, model: dict) -> tuple[str, tuple[int, int] | None]:
-    """The model's box convention and, for conventions in resized pixels, the image's size after the resize."""
+    """The model's box convention and, for a processor that resizes into a pixel budget (Qwen), the image's size
+    (width, height) after the resize; None for a fixed-size processor (LLaVA: boxes in the padded square).
+
+    The size comes from the processor's own resize function with the processor's own factor and limits, which
+    `model` holds (vlmtune.modeling.image_settings), so a target is written in the frame the model is shown.
+    """
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
     convention = model["model_type"]
     if convention not in boxes.CONVENTIONS:
         raise ValueError(f"no box convention for model type {convention!r}; known: {sorted(boxes.CONVENTIONS)}")
+    if model["image_factor"] is None:
+        return convention, None
     width, height = record["image_size"]
-    # Qwen's resize works in 28-pixel steps (14-pixel patches merged 2 x 2).
-    h, w = boxes.smart_resize(height, width, factor=28, min_pixels=model["image_min_pixels"],
-                              max_pixels=model["image_max_pixels"])
+    h, w = smart_resize(height, width, factor=model["image_factor"], min_pixels=model["image_min_pixels"],
+                        max_pixels=model["image_max_pixels"])
     return convention, (w, h)
 
 
@@ -95,13 +107,14 @@ def adapt_grounding(messages, record, model):
 def reference_grounding(record, model):
     convention, resized = model_box_frame(record, model)
     return {"box": record["box"], "image_size": record["image_size"], "box_convention": convention,
-            "resized_size": list(resized)}
+            "resized_size": None if resized is None else list(resized)}
 
 
 def score_grounding(rows, out_dir):
     """Acc@IoU>=0.5 and mean IoU of the boxes parsed back to original pixels; a gallery PNG of both boxes."""
     def parse(row, key):
-        return boxes.parse_box(row["box_convention"], row[key], tuple(row["image_size"]), tuple(row["resized_size"]))
+        resized = None if row["resized_size"] is None else tuple(row["resized_size"])
+        return boxes.parse_box(row["box_convention"], row[key], tuple(row["image_size"]), resized)
 
     true = [tuple(row["box"]) for row in rows]
     result = {}

@@ -167,16 +167,18 @@ def build_tiny_qwen3_vl(seed: int = 0):
     return model, processor
 
 
-# LLaVA-1.5's conversation format (Vicuna v1): "USER: <image>\nQuestion ASSISTANT: answer</s>", the end of a reply
-# being the tokenizer's end-of-sequence token.
+# llava-hf/llava-1.5-7b-hf's chat template ("USER: <image>\nQuestion ASSISTANT: answer USER: ..."); tests compare it
+# with the real file. It writes nothing that closes a reply: vlmtune.collator.training_text adds the end token.
 LLAVA_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}USER: {% for content in message['content'] %}"
-    "{% if content['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
-    "{% for content in message['content'] %}{% if content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
-    "{% endfor %} {% elif message['role'] == 'assistant' %}ASSISTANT: {% for content in message['content'] %}"
-    "{% if content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
+    '{% endif %}{# Render all images first #}'
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}"
+    "{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}"
+    '{% endfor %}{% else %}'
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}"
+    "{% endfor %}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
 
 
