@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from vlmtune.modeling import inference_placement, merge_adapter
 
 
@@ -19,6 +21,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run_dir", default="output/tiny-qwen2-vl-lora", help="a training run of train.py")
     parser.add_argument("--merged_dir", default="", help="where to save the merged model (default: <run_dir>-merged)")
+    parser.add_argument("--merged_dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="dtype of the saved weights; auto: the base model's own")
     args = parser.parse_args(argv)
     run_config = Path(args.run_dir, "run_config.json")
     if not run_config.is_file():
@@ -31,8 +35,9 @@ def main(argv=None):
 
     # ---- Merge
     device, dtype = inference_placement()
+    saved_dtype = None if args.merged_dtype == "auto" else getattr(torch, args.merged_dtype)
     for warning in merge_adapter(args.run_dir, model["model_dir"], merged_dir, device, dtype,
-                                 model["trust_remote_code"]):
+                                 model["trust_remote_code"], saved_dtype):
         print(f"warning: {warning}")
     print(f"merged model saved to {merged_dir}")
     return merged_dir

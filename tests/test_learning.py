@@ -15,9 +15,12 @@ import data2csv
 import test as test_script
 import train
 
-# task -> (metric, records, epochs, what the adapter scores at least; the base scores 0.1 at most on every task).
+# task -> (metric, records, epochs, what the adapter scores at least; the base scores BASE_AT_MOST on every task).
 # Measured on the 48 held-out records: classification 1.000, grounding 0.958, VQA 0.917 (bench/RESULTS.md); the
 # bounds leave room for a few answers that other CPUs' floating point may turn.
+# The base answers in its own list format, one attribute a line: "large\ncircle\nred..." names a class to the class
+# parser now and then (0/48 with one build of the base, 5/48 with another), so its bound is 0.25, not 0.
+BASE_AT_MOST = 0.25
 EXPECTED = {
     "classification": ("accuracy", 400, 3, 0.9),
     "grounding": ("acc@0.5", 400, 6, 0.85),
@@ -36,7 +39,7 @@ def test_lora_learns_the_task(task, tiny_model_dir, tmp_path):
     metrics = test_script.main(["--run_dir", str(run_dir), "--max_new_tokens", "40"])
 
     assert metrics["n"] == 48
-    assert metrics["base"][metric] <= 0.1, metrics["base"]
+    assert metrics["base"][metric] <= BASE_AT_MOST, metrics["base"]
     assert metrics["fine_tuned"][metric] >= tuned_at_least, metrics["fine_tuned"]
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
     assert len((run_dir / "predictions.jsonl").read_text().splitlines()) == 48

@@ -313,3 +313,35 @@ def test_merged_folder_is_base_plus_lora_saved_in_the_bases_own_dtype(tiny, tmp_
     expected = (weight + 8 / 4 * b @ a).to(saved)
     assert torch.equal(merged.get_parameter(f"{target}.weight"), expected)
     assert not torch.equal(expected, weight.to(saved))
+
+
+def test_a_merge_that_bf16_rounding_would_undo_is_warned_about_and_float32_keeps_it(tiny, tmp_path):
+    # The full-size bench's case (bench/RESULTS.md): one step at 1e-4 moves weights by ~1e-5, under bf16's step.
+    model, processor = tiny
+    base_dir, run_dir = tmp_path / "base", tmp_path / "run"
+    copy.deepcopy(model).to(torch.bfloat16).save_pretrained(base_dir)
+    processor.save_pretrained(base_dir)
+    target = "model.language_model.layers.0.self_attn.q_proj"
+    adapted = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, lora_alpha=8, target_modules=[target],
+                                                             init_lora_weights=False))
+    with torch.no_grad():
+        for name, parameter in adapted.named_parameters():
+            if "lora_B" in name:
+                parameter.fill_(1e-6)  # deltas of ~1e-5 against weights of ~0.02
+    adapted.save_pretrained(run_dir)
+    processor.save_pretrained(run_dir)
+
+    warnings = merge_adapter(str(run_dir), str(base_dir), str(tmp_path / "bf16"), "cpu", torch.float32)
+    assert len(warnings) == 1 and "smaller than bfloat16's resolution" in warnings[0], warnings
+    assert "--merged_dtype float32 keeps them" in warnings[0]
+    base_weight = AutoModelForImageTextToText.from_pretrained(base_dir).get_parameter(f"{target}.weight")
+    bf16_weight = AutoModelForImageTextToText.from_pretrained(tmp_path / "bf16").get_parameter(f"{target}.weight")
+    assert (bf16_weight == base_weight).float().mean() > 0.9  # the update nearly vanished
+
+    assert merge_adapter(str(run_dir), str(base_dir), str(tmp_path / "fp32"), "cpu", torch.float32,
+                         saved_dtype=torch.float32) == []
+    fp32 = AutoModelForImageTextToText.from_pretrained(tmp_path / "fp32")
+    assert fp32.dtype == torch.float32
+    adapter = load_file(run_dir / "adapter_model.safetensors")
+    a, b = (adapter[f"base_model.model.{target}.lora_{x}.weight"].float() for x in "AB")
+    assert torch.equal(fp32.get_parameter(f"{target}.weight"), base_weight.float() + 8 / 4 * b @ a)
