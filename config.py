@@ -10,8 +10,11 @@ flags on the command line win over both.
 """
 
 import argparse
+import ast
+import inspect
 import os
 import sys
+import textwrap
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -24,26 +27,30 @@ TASK_SOURCES = {
     "caption": ("synthetic", "modelscope", "huggingface", "coco"),
     "classification": ("synthetic", "folder"),
     "grounding": ("synthetic", "coco", "huggingface"),
-    "vqa": ("synthetic", "vqa", "llava"),
+    "vqa": ("synthetic", "vqa", "lxmert", "rows", "llava"),
 }
-SOURCES = ("synthetic", "modelscope", "huggingface", "coco", "folder", "vqa", "llava")
+SOURCES = ("synthetic", "modelscope", "huggingface", "coco", "folder", "vqa", "lxmert", "rows", "llava")
 DEFAULT_DATASET_IDS = {"modelscope": "modelscope/coco_2014_caption"}  # the other sources have no default
 
 
 @dataclass
 class DataConfig:
     task: str = "caption"
-    """What the model learns: caption | classification | grounding | vqa; each reads the sources TASK_SOURCES names."""
+    """What the model learns: caption | classification | grounding | vqa. Each reads some sources only (--source):
+    caption synthetic | modelscope | huggingface | coco; classification synthetic | folder; grounding synthetic |
+    coco | huggingface; vqa synthetic | vqa | lxmert | rows | llava."""
     source: str = "synthetic"
-    """Where data2csv.py reads records: synthetic | modelscope | huggingface | coco | folder | vqa | llava."""
+    """Where data2csv.py reads records: synthetic | modelscope | huggingface | coco | folder | vqa (official VQA v2 /
+    OK-VQA files) | lxmert (LXMERT-style soft-score files) | rows (JSON or JSON Lines rows) | llava."""
     dataset_id: str = ""
     """Hub dataset id; empty means the source's default (modelscope: modelscope/coco_2014_caption)."""
     dataset_subset: str = ""
     """Hub subset (ModelScope subset_name / Hugging Face config name); empty means the source's default."""
     dataset_split: str = "train"
-    """Hub split to read."""
+    """Hub split to read, or several, comma-separated (val,test). data.csv's `split` column keeps each row's, by the
+    split's name: train; val, validation or dev; test (another name, such as testA, gives none)."""
     image_column: str = "image"
-    """Hugging Face source: the column holding the image."""
+    """Hugging Face and rows sources: the column holding the image (rows: its path)."""
     caption_column: str = "caption"
     """Hugging Face source, caption: the column holding the caption (a string, or a list of them)."""
     expression_column: str = "answer"
@@ -55,30 +62,55 @@ class DataConfig:
     """Hugging Face source, grounding: how --bbox_column holds the box: xywh (COCO's x, y, width, height:
     lmms-lab/RefCOCOg) or xyxy (x1, y1, x2, y2: jxu124/refcocog)."""
     dataset_images: str = ""
-    """Hugging Face source: the folder that relative image paths in --image_column are read against (jxu124/refcocog's
-    `image_path` is coco/train2014/COCO_train2014_....jpg); empty means paths are used as they are."""
+    """Hugging Face and rows sources: the folder that relative image paths in --image_column are read against
+    (jxu124/refcocog's `image_path` is coco/train2014/COCO_train2014_....jpg); empty means paths are used as they
+    are."""
     coco_annotations: str = ""
-    """coco source: path of an official captions_*.json (caption) or instances_*.json (grounding)."""
+    """coco source: path of an official captions_*.json (caption) or instances_*.json (grounding), or several,
+    comma-separated, one a split, which its name says (captions_train2017.json,captions_val2017.json)."""
     coco_images: str = ""
-    """coco source: the folder holding its images."""
+    """coco source: the folder holding its images, or one for each file of --coco_annotations, comma-separated."""
     folder_dir: str = ""
-    """folder source (classification): a folder holding one folder of images per class (Animals-10's raw-img/)."""
+    """folder source (classification): a folder holding one folder of images per class (Animals-10's raw-img/), or
+    split folders holding them (train/ and val/, train_data/ and test_data/, ...: the split kept in data.csv)."""
     label_map: str = ""
     """folder source: the label of each class folder. `animals10` (Animals-10's Italian folder names in English), a JSON
     file, or inline JSON ('{"cane": "dog"}'); a folder it does not name is reported, not read. Empty means the folder
     names are the labels."""
+    class_aliases: str = ""
+    """csv2json.py, classification: other names of the classes that answers may use, for test.py to read them by, as
+    a JSON file or inline JSON of name -> class ('{"formica": "ants", "蚂蚁": "ants"}'); every class must be a label
+    of data.csv. Without it an answer is read by the class names, in the singular or plural and any case ("It is a
+    bee." is bees). Empty means none."""
     vqa_questions: str = ""
-    """vqa source: an official VQA v2 / OK-VQA questions file (OpenEnded_mscoco_train2014_questions.json)."""
+    """vqa source: an official VQA v2 / OK-VQA questions file (OpenEnded_mscoco_train2014_questions.json), or
+    several, comma-separated, one a split, as --vqa_annotations lists them."""
     vqa_annotations: str = ""
-    """vqa source: its official annotations file (mscoco_train2014_annotations.json), ten answers a question."""
+    """vqa source: its official annotations file (mscoco_train2014_annotations.json), ten answers a question; or one
+    for each questions file, comma-separated, whose names say the split (mscoco_val2014_annotations.json)."""
     vqa_images: str = ""
-    """vqa source: the folder of its COCO images (COCO_train2014_000000000009.jpg, found by the 12-digit image id)."""
+    """vqa and lxmert sources: the folder of the COCO images (COCO_train2014_000000000009.jpg, found by the 12-digit
+    image id); vqa: or one for each questions file, comma-separated."""
+    lxmert_json: str = ""
+    """lxmert source (vqa): an LXMERT-style file, a JSON list of {"question_id", "img_id", "sent", "label": {answer:
+    soft score}} (LXMERT's data/vqa/minival.json, or OK-VQA's made the same way); each answer is scored by its soft
+    score. Its images are in --vqa_images."""
+    rows_file: str = ""
+    """rows source (vqa): a JSON list of rows (.json) or a row a line (.jsonl), each with a question, an image path
+    and one answer or a list (--question_column, --image_column, --answers_column; --dataset_images for relative
+    paths). A record's id is its line (.jsonl) or place in the list (.json)."""
+    question_column: str = "question"
+    """rows source: the field of a row holding the question."""
+    answers_column: str = "answers"
+    """rows source: the field of a row holding the answers: one (a string, scored by exact match) or a list (scored
+    as VQA's human answers, ten of them for the official accuracy)."""
     llava_json: str = ""
     """llava source (vqa): a LLaVA conversation file ([{"id", "image", "conversations": [{"from", "value"}, ...]}])."""
     llava_images: str = ""
     """llava source: the folder that the file's image paths are relative to."""
     num_samples: int = 600
-    """How many records data2csv.py writes (the tutorial uses 500 COCO records); 0 means all."""
+    """How many records data2csv.py writes of each split (the tutorial uses 500 COCO records); 0 means all. Its
+    summary says how many a cut left out."""
     synthetic_seed: int = 0
     """synthetic source: which world to draw (scenes are deterministic from this seed and their index)."""
     synthetic_image_size: int = 112
@@ -87,7 +119,8 @@ class DataConfig:
     """Folder of the dataset (images/, data.csv, train.json, val.json); empty means input/<source> for captions and
     input/<source>-<task> for the other tasks."""
     val_size: float = 0.15
-    """csv2json.py: images held out for validation, as a fraction (< 1) or a count (>= 1)."""
+    """csv2json.py: images held out for validation, as a fraction (< 1) or a count (>= 1), where data.csv gives no
+    train and val (or test) split of its own."""
     split_seed: int = 42
     """csv2json.py: seed of the train/validation split."""
     prompt: str = "Describe this image."
@@ -106,6 +139,8 @@ class DataConfig:
                              f"--task {' | '.join(serves)}")
         if self.bbox_format not in ("xywh", "xyxy"):
             raise ValueError(f"--bbox_format must be xywh or xyxy, got {self.bbox_format!r}")
+        if self.class_aliases and self.task != "classification":
+            raise ValueError(f"--class_aliases names classes, for --task classification, not --task {self.task}")
         if self.val_size <= 0:
             raise ValueError(f"--val_size must be a fraction (0 < x < 1) or a count (>= 1), got {self.val_size}")
 
@@ -241,12 +276,36 @@ def parse(argv, *groups, defaults: dict | None = None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(groups)
     parser.add_argument("--config", default=None, help="YAML file whose keys replace the defaults; flags win.")
+    document(parser, groups)
     parser.set_defaults(**(defaults or {}))
     # One preset serves every step: each script takes its own groups' keys and leaves the others' alone.
     mine = {f.name for group in groups for f in fields(group)}
     parser.set_defaults(**{key: value for key, value in read_config_file(argv, parser).items() if key in mine})
     parsed = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
     return [p for p in parsed if isinstance(p, groups)]
+
+
+def attribute_docs(group) -> dict[str, str]:
+    """Field name -> the docstring written under the field in the class body, where each setting of this file is
+    documented once. Python keeps no such docstring at run time, so the class's source is read."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(group))).body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def document(parser, groups) -> None:
+    """Give each of this project's flags its documentation in --help (the parser's formatter adds the default in
+    force, a preset's included). TrainingArguments' flags carry transformers' own help already."""
+    docs = {name: doc for group in groups if group is not TrainingArguments
+            for name, doc in attribute_docs(group).items()}
+    for action in parser._actions:  # argparse keeps no public list of its actions
+        # the flag itself, not HfArgumentParser's --no_<flag> beside a boolean that defaults to true
+        if action.dest in docs and f"--{action.dest}" in action.option_strings:
+            action.help = docs[action.dest].replace("%", "%%")  # argparse formats help with %
 
 
 def read_config_file(argv: list, parser) -> dict:

@@ -11,7 +11,13 @@ inside the image (of the size the row says), a question with a JSON list of answ
 conversation, the image first in the user's turn (vlmtune/formats.py shows each task's), in <data_dir>/train.json or
 <data_dir>/val.json, all records of one image on the same side. --prompt is the caption task's instruction; the other
 tasks ask a question of their own. Every rejected row is listed with its reason in <data_dir>/rejected.csv, and the
-first few on screen: none is dropped silently.
+first few on screen: none is dropped silently. --class_aliases (classification) goes into every record, for test.py
+to read answers by.
+
+The split is the one data.csv's `split` column gives (formats.split_rows), where it gives two or three: train to
+train.json, val to val.json (what test.py scores), test to test.json (with no val split, test is the validation);
+rows that name no split count as train, and an image in two splits stays in the later one only. Where it gives one
+split, or none, --val_size images are held out at random, seeded by --split_seed. The summary says which it did.
 """
 
 import csv
@@ -21,7 +27,8 @@ import os
 import sys
 
 from config import DataConfig, parse
-from vlmtune.formats import check_row, read_csv, rows_to_conversations, split_by_image, write_atomically
+from vlmtune.formats import check_row, read_csv, rows_to_conversations, split_rows, write_atomically
+from vlmtune.sources import read_class_aliases
 
 SHOWN_REJECTIONS = 10  # printed on screen; rejected.csv holds them all
 
@@ -35,6 +42,10 @@ def main(argv=None):
     if not os.path.isfile(csv_path):
         sys.exit(f"{csv_path} not found: run `python data2csv.py` first (with the same --task and --source, "
                  "or --data_dir)")
+    try:
+        aliases = read_class_aliases(data.class_aliases)
+    except ValueError as error:
+        sys.exit(f"csv2json.py: {error}")
 
     # ------------------------------------------------------------------ Check
     try:
@@ -56,6 +67,15 @@ def main(argv=None):
         else:
             rejected.append({"id": row["id"], "reason": reason})
 
+    # ------------------------------------------------------------------ Split (before rejected.csv: it may reject)
+    sides, how = {}, []
+    if good:
+        try:
+            sides, how, left_out = split_rows(good, data.val_size, data.split_seed)
+        except ValueError as error:  # a --val_size that would leave no image to train on
+            sys.exit(f"csv2json.py: {error}")
+        rejected += [{"id": row["id"], "reason": reason} for row, reason in left_out]  # an image in two splits
+
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["id", "reason"], lineterminator="\n")
     writer.writeheader()
@@ -71,12 +91,22 @@ def main(argv=None):
     if not good:
         sys.exit(f"every row of {csv_path} was rejected, so nothing was written; see {rejected_path}")
 
-    # ------------------------------------------------------------------ Split and save
+    # ------------------------------------------------------------------ Save
+    print("\n".join(how))
     # The JSON files sit beside data.csv, so its image paths (relative to that folder, or absolute) stay valid.
-    conversation_of = dict(zip((row["id"] for row in good), rows_to_conversations(good, data.task, data.prompt)))
-    train, val = split_by_image(good, data.val_size, data.split_seed)
-    for name, split in (("train", train), ("val", val)):
+    try:
+        conversations = rows_to_conversations(good, data.task, data.prompt, aliases)
+    except ValueError as error:  # an alias of a class that no row has
+        sys.exit(f"csv2json.py: {error}")
+    conversation_of = dict(zip((row["id"] for row in good), conversations))
+    for name in ("train", "val", "test"):
         path = os.path.join(data_dir, f"{name}.json")
+        if name not in sides:  # no test split: a test.json of an earlier run would be taken for this one's
+            if os.path.isfile(path):
+                os.remove(path)
+                print(f"removed {path}, an earlier run's: data.csv has no test split now")
+            continue
+        split = sides[name]
         records = [conversation_of[row["id"]] for row in split]
         write_atomically(path, json.dumps(records, ensure_ascii=False, indent=2) + "\n")
         n_images = len({row["image_path"] for row in split})

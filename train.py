@@ -18,8 +18,9 @@ from transformers import Trainer, TrainingArguments
 
 import config
 from vlmtune import parts
-from vlmtune.collator import TrainCollator, drop_overlong
+from vlmtune.collator import TrainCollator, drop_overlong, images_of
 from vlmtune.formats import load_conversations, to_messages
+from vlmtune.images import resolution_warnings, stored_size
 from vlmtune.modeling import load_model, load_processor, model_info, prepare_for_training, training_dtype
 from vlmtune.tasks import TASKS
 from vlmtune.tracking import choose_swanlab_mode
@@ -76,6 +77,10 @@ def main(argv=None):
           f"{tune_cfg.max_length} tokens")
     for example_id, length in dropped[:10]:
         print(f"  dropped {example_id}: {length} tokens")
+    sizes = [stored_size(image) for example in examples[:1000] for image in images_of(example["messages"])]
+    boxes = [(*c["box"], *c["image_size"]) for c in conversations if "box" in c]
+    for warning in resolution_warnings(sizes, boxes, info):  # a pixel limit too small for real photos
+        print(f"warning: {warning}")
     if not examples:
         fewer_pixels = f", or lower --image_max_pixels ({info['image_max_pixels']})" if info["image_factor"] else ""
         raise SystemExit(f"Every example is longer than --max_length {tune_cfg.max_length}: raise it{fewer_pixels}.")

@@ -58,6 +58,7 @@ def test_the_json_of_a_hand_built_csv(tmp_path, capsys):
     assert sorted(os.listdir(data_dir)) == ["data.csv", "images", "rejected.csv", "train.json", "val.json"]
     assert capsys.readouterr().out == (
         f"{data_dir}/data.csv: rows read: 4, rows rejected: 0\n"
+        "split: random, seeded (--split_seed 42), by image\n"
         f"wrote {data_dir}/train.json (conversations: 3, images: 2)\n"
         f"wrote {data_dir}/val.json (conversations: 1, images: 1)\n"
     )
@@ -112,7 +113,7 @@ def test_a_missing_csv_says_to_run_data2csv_first(tmp_path):
 
 def test_a_too_large_val_size_is_an_error(tmp_path):
     data_dir = make_dataset(tmp_path, GOOD_ROWS)
-    with pytest.raises(ValueError, match="val_size 3.0 holds out 3 of the 3 images"):
+    with pytest.raises(SystemExit, match="csv2json.py: val_size 3.0 holds out 3 of the 3 images"):
         csv2json.main(["--data_dir", str(data_dir), "--val_size", "3"])
 
 
@@ -194,6 +195,31 @@ def test_the_json_of_a_classification_csv_lists_every_class(tmp_path):
     assert read_json(data_dir / "train.json") == [record("cane/a.png", "images/a.png", "dog"),
                                                   record("cane/c.png", "images/c.png", "dog")]
     assert read_json(data_dir / "val.json") == [record("gatto/b.png", "images/b.png", "cat")]
+
+
+def test_class_aliases_go_into_every_classification_record(tmp_path):
+    data_dir = make_task_dataset(tmp_path, ("id", "image_path", "label"), [
+        ("ants/a.png", "images/a.png", "ants"), ("bees/b.png", "images/b.png", "bees")])
+    (tmp_path / "aliases.json").write_text('{"formica": "ants", "ape": "bees"}', encoding="utf-8")
+    csv2json.main(["--data_dir", str(data_dir), "--task", "classification", "--val_size", "1",
+                   "--class_aliases", str(tmp_path / "aliases.json")])
+    written = read_json(data_dir / "train.json") + read_json(data_dir / "val.json")
+    assert [r["aliases"] for r in written] == [{"formica": "ants", "ape": "bees"}] * 2
+
+
+@pytest.mark.parametrize("aliases, message", [
+    ('{"vespa": "wasps"}', "csv2json.py: --class_aliases {'vespa': 'wasps'}: no row of data.csv has that label "
+                           "(its labels: ants, bees)"),
+    ("aliases.json", "csv2json.py: --class_aliases 'aliases.json' is neither inline JSON nor a file"),
+])
+def test_class_aliases_of_no_label_or_no_file_are_named(tmp_path, aliases, message):
+    data_dir = make_task_dataset(tmp_path, ("id", "image_path", "label"), [
+        ("ants/a.png", "images/a.png", "ants"), ("bees/b.png", "images/b.png", "bees")])
+    with pytest.raises(SystemExit) as exit:
+        csv2json.main(["--data_dir", str(data_dir), "--task", "classification", "--val_size", "1",
+                       "--class_aliases", aliases])
+    assert exit.value.code == message
+    assert not (data_dir / "train.json").exists()
 
 
 def test_the_json_of_a_grounding_csv_answers_integer_pixels_of_the_original_image(tmp_path):
@@ -309,3 +335,49 @@ def test_the_json_of_every_task_loads_into_messages(tmp_path):
                 messages = to_messages(record, data_dir)
                 assert [m["role"] for m in messages] == ["user", "assistant"]
                 assert messages[0]["content"][0]["type"] == "image"
+
+
+# ---------------------------------------------------------------- published splits
+
+
+SPLIT_HEADER = ("id", "image_path", "caption", "split")
+
+
+def test_published_splits_go_to_their_files_and_the_summary_says_so(tmp_path, capsys):
+    data_dir = make_task_dataset(tmp_path, SPLIT_HEADER, [
+        ("a-1", "images/a.png", "A red square.", "train"), ("b-1", "images/b.png", "A blue circle.", "val"),
+        ("c-1", "images/c.png", "A green triangle.", "test"), ("a-2", "images/a.png", "A square, red.", "train")])
+    csv2json.main(["--data_dir", str(data_dir), "--val_size", "2"])
+    assert read_json(data_dir / "train.json") == [conversation("a-1", "images/a.png", "A red square."),
+                                                  conversation("a-2", "images/a.png", "A square, red.")]
+    assert read_json(data_dir / "val.json") == [conversation("b-1", "images/b.png", "A blue circle.")]
+    assert read_json(data_dir / "test.json") == [conversation("c-1", "images/c.png", "A green triangle.")]
+    assert capsys.readouterr().out == (
+        f"{data_dir}/data.csv: rows read: 4, rows rejected: 0\n"
+        "split: as published (train 2, val 1, test 1)\n"
+        "  test.json holds the test split, which test.py does not score (it scores val.json)\n"
+        f"wrote {data_dir}/train.json (conversations: 2, images: 1)\n"
+        f"wrote {data_dir}/val.json (conversations: 1, images: 1)\n"
+        f"wrote {data_dir}/test.json (conversations: 1, images: 1)\n")
+    make_task_dataset(tmp_path, SPLIT_HEADER, [("a-1", "images/a.png", "A red square.", "train"),
+                                               ("b-1", "images/b.png", "A blue circle.", "val")])
+    csv2json.main(["--data_dir", str(data_dir)])
+    assert not (data_dir / "test.json").exists()  # an earlier run's, which would be taken for this one's
+    assert f"removed {data_dir}/test.json, an earlier run's: data.csv has no test split now\n" in \
+        capsys.readouterr().out
+
+
+def test_an_image_in_two_splits_and_a_split_of_another_name_are_rejected(tmp_path, capsys):
+    data_dir = make_task_dataset(tmp_path, SPLIT_HEADER, [
+        ("a-1", "images/a.png", "A red square.", "train"), ("a-2", "images/a.png", "A square, red.", "val"),
+        ("b-1", "images/b.png", "A blue circle.", "validation"), ("c-1", "images/c.png", "A green triangle.", ""),
+        ("b-2", "images/b.png", "A circle.", "train")])
+    csv2json.main(["--data_dir", str(data_dir)])
+    assert read_rejected(data_dir) == [
+        {"id": "b-1", "reason": "split 'validation' is none of train, val, test (or empty: not given)"},
+        {"id": "a-1", "reason": "its image is in the val split too: kept there, left out of train"}]
+    assert [r["id"] for r in read_json(data_dir / "train.json")] == ["c-1", "b-2"]
+    assert [r["id"] for r in read_json(data_dir / "val.json")] == ["a-2"]
+    out = capsys.readouterr().out
+    assert "rows read: 5, rows rejected: 2" in out
+    assert "split: as published (train 2, val 1)\n  1 rows name no split: they count as train\n" in out

@@ -10,6 +10,7 @@ import datasets
 import pytest
 from PIL import Image
 
+import csv2json
 import data2csv
 from vlmtune import sources, world
 
@@ -133,8 +134,8 @@ def test_a_missing_annotations_file_names_the_flag(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--source", "flickr"], "--source must be one of synthetic, modelscope, huggingface, coco, folder, vqa, llava, "
-                             "got 'flickr'"),
+    (["--source", "flickr"], "--source must be one of synthetic, modelscope, huggingface, coco, folder, vqa, lxmert, "
+                             "rows, llava, got 'flickr'"),
     (["--task", "detection"], "--task must be one of caption, classification, grounding, vqa, got 'detection'"),
     (["--source", "folder"], "--source folder has no data for --task caption: --task caption reads --source "
                              "synthetic | modelscope | huggingface | coco, and --source folder serves --task "
@@ -147,6 +148,11 @@ def test_a_missing_annotations_file_names_the_flag(tmp_path):
      "--folder_dir 'nowhere' is not a folder: give the folder holding one folder of images per class"),
     (["--task", "vqa", "--source", "llava", "--llava_json", "nowhere.json"],
      "--llava_json 'nowhere.json' is not a file: give a LLaVA conversation file"),
+    (["--task", "vqa", "--source", "lxmert", "--lxmert_json", "nowhere.json"],
+     "--lxmert_json 'nowhere.json' is not a file: give an LXMERT-style VQA file"),
+    (["--task", "vqa", "--source", "rows"], "--rows_file '' is not a file: give a .json list or .jsonl lines of rows"),
+    (["--task", "vqa", "--class_aliases", '{"formica": "ants"}'],
+     "--class_aliases names classes, for --task classification, not --task vqa"),
     (["--task", "vqa", "--source", "vqa"], "--vqa_questions '' is not a file: give an official VQA v2 or OK-VQA "
                                            "questions file"),
     (["--bogus", "1"], "--bogus"),
@@ -210,8 +216,9 @@ def test_hub_jpegs_are_kept_as_jpeg_one_file_per_image(tmp_path, capsys, monkeyp
         {"image": image, "captions": ["A green field.", "Green."]}])
     run(capsys, "--source", "huggingface", "--dataset_id", "user/fields", "--caption_column", "captions",
         "--data_dir", str(tmp_path))
-    assert read_rows(tmp_path) == [{"id": "0_0", "image_path": "images/0.jpg", "caption": "A green field."},
-                                   {"id": "0_1", "image_path": "images/0.jpg", "caption": "Green."}]
+    assert read_rows(tmp_path) == [
+        {"id": "0_0", "image_path": "images/0.jpg", "caption": "A green field.", "split": "train"},
+        {"id": "0_1", "image_path": "images/0.jpg", "caption": "Green.", "split": "train"}]  # --dataset_split train
     with Image.open(tmp_path / "images/0.jpg") as saved:
         assert saved.format == "JPEG" and saved.size == (40, 30)
     assert [p.name for p in (tmp_path / "images").iterdir()] == ["0.jpg"]
@@ -281,17 +288,23 @@ def test_class_folders_give_a_row_per_image_with_its_english_label(tmp_path, cap
     assert "  skipped cane/Thumbs.db: not an image: its extension is .db\n" in out
 
 
-def test_coco_instances_give_a_grounding_row_per_object(fixtures_dir, tmp_path, capsys):
+def test_coco_instances_give_a_grounding_row_per_object_its_category_picks_out(fixtures_dir, tmp_path, capsys):
     coco = fixtures_dir / "coco-mini"
     out = run(capsys, "--task", "grounding", "--source", "coco", "--coco_annotations",
               str(coco / "annotations/instances_train2017.json"), "--coco_images", str(coco / "train2017"),
               "--num_samples", "0", "--data_dir", str(tmp_path))
     lines = (tmp_path / "data.csv").read_text().splitlines()
-    assert lines[:2] == ["id,image_path,expression,x1,y1,x2,y2,width,height",
-                         "535506_441444,images/535506.jpg,person,120.46,133.32,332.77,631.9,480,640"]
-    assert len(lines) == 1 + 731 and len(list((tmp_path / "images").iterdir())) == 80
-    assert "731 records. Written now: 731, already present: 0, skipped: 8." in out
-    assert "a crowd annotation (iscrowd 1)" in out
+    assert lines[0].startswith("id,image_path,expression,x1,y1,x2,y2,width,height")
+    assert lines[1].startswith("535506_441444,images/535506.jpg,person,120.46,133.32,332.77,631.9,480,640")
+    # coco-mini's 739 annotations: 8 crowds, 560 objects of a category that appears again in their image, 171 alone
+    # (tests/test_sources.py counts them from the file).
+    assert len(lines) == 1 + 171
+    assert "171 records. Written now: 171, already present: 0, skipped: 568." in out
+    assert ("  left out 560 objects whose category appears more than once in their image: the expression would not "
+            "pick them out; use RefCOCO/RefCOCOg expressions (--source huggingface --dataset_id lmms-lab/RefCOCOg) "
+            "for those\n") in out
+    images = {line.split(",")[1] for line in lines[1:]}
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == sorted(name.split("/")[1] for name in images)
 
 
 def test_a_hugging_face_refcocog_gives_a_row_per_sentence_and_a_file_per_image(tmp_path, capsys, monkeypatch):
@@ -307,10 +320,10 @@ def test_a_hugging_face_refcocog_gives_a_row_per_sentence_and_a_file_per_image(t
     (name,) = [p.name for p in (tmp_path / "images").iterdir()]
     assert name.endswith(".jpg") and len(name) == len("0123456789abcdef.jpg")
     assert (tmp_path / "data.csv").read_text() == (
-        "id,image_path,expression,x1,y1,x2,y2,width,height\n"
-        f"0_0,images/{name},the left tree,1,2,11.25,22,40,30\n"
-        f"0_1,images/{name},a tree,1,2,11.25,22,40,30\n"
-        f"1_0,images/{name},the sky,0,0,40,5,40,30\n")
+        "id,image_path,expression,x1,y1,x2,y2,width,height,split\n"
+        f"0_0,images/{name},the left tree,1,2,11.25,22,40,30,val\n"
+        f"0_1,images/{name},a tree,1,2,11.25,22,40,30,val\n"
+        f"1_0,images/{name},the sky,0,0,40,5,40,30,val\n")
     assert "skipped 2_0: bad box (xywh [35.0, 0.0, 10.0, 5.0]): outside the 40x30 image" in out
 
 
@@ -338,6 +351,51 @@ def test_official_vqa_files_give_a_row_per_question_with_its_ten_answers(tmp_pat
     assert f"  skipped 9002: no annotation in {tmp_path / 'a.json'} answers this question_id\n" in out
 
 
+def test_an_lxmert_file_gives_a_row_per_question_with_its_soft_scores(tmp_path, capsys):
+    (tmp_path / "val2014").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "val2014/COCO_val2014_000000393225.jpg")
+    (tmp_path / "minival.json").write_text(json.dumps([
+        {"answer_type": "other", "img_id": "COCO_val2014_000000393225", "label": {"kite": 1, "string": 0.3},
+         "question_id": 393225000, "question_type": "what is the", "sent": "What is the man holding?"},
+        {"answer_type": "other", "img_id": "COCO_val2014_000000393225", "label": {}, "question_id": 393225001,
+         "question_type": "is it", "sent": "Is it windy?"}]))
+    out = run(capsys, "--task", "vqa", "--source", "lxmert", "--lxmert_json", str(tmp_path / "minival.json"),
+              "--vqa_images", str(tmp_path / "val2014"), "--data_dir", str(tmp_path / "out"))
+    assert read_rows(tmp_path / "out") == [{
+        "id": "393225000", "image_path": "images/393225.jpg", "question": "What is the man holding?",
+        "answers": '["kite", "string"]', "answer_scores": '{"kite": 1, "string": 0.3}'}]
+    assert "1 records. Written now: 1, already present: 0, skipped: 1." in out
+    assert "  skipped 393225001: an empty 'label': none of its answers is in the file's answer vocabulary\n" in out
+
+
+def test_a_jsonl_file_of_rows_gives_a_row_per_line_naming_a_broken_one(tmp_path, capsys):
+    (tmp_path / "coco").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "coco/a.jpg")
+    (tmp_path / "okvqa.jsonl").write_text(
+        '{"image": "coco/a.jpg", "question": "What is it?", "answers": ["kite"]}\n'
+        '{"image": "coco/a.jpg", "question": "Why?" "answers": "wind"}\n'
+        '{"image": "coco/a.jpg", "question": "Where?", "answers": "beach"}\n')
+    out = run(capsys, "--task", "vqa", "--source", "rows", "--rows_file", str(tmp_path / "okvqa.jsonl"),
+              "--dataset_images", str(tmp_path), "--data_dir", str(tmp_path / "out"))
+    assert (tmp_path / "out/data.csv").read_text() == (
+        "id,image_path,question,answers\n"
+        '1,images/coco_a.jpg,What is it?,"[""kite""]"\n'
+        '3,images/coco_a.jpg,Where?,"[""beach""]"\n')
+    assert "2 records. Written now: 2, already present: 0, skipped: 1." in out
+    # column 44: the quote that opens "answers", where a comma belongs
+    assert (f"  skipped 2: line 2 of {tmp_path / 'okvqa.jsonl'} is not JSON: Expecting ',' delimiter at column 44\n"
+            in out)
+
+
+def test_a_json_file_of_rows_that_is_not_json_is_named_without_a_traceback(tmp_path):
+    (tmp_path / "rows.json").write_text('[{"image": "a.jpg", "question": "Why?", "answers": "x"},]')
+    with pytest.raises(SystemExit) as exit:
+        data2csv.main(["--task", "vqa", "--source", "rows", "--rows_file", str(tmp_path / "rows.json"),
+                       "--data_dir", str(tmp_path / "out")])
+    assert str(exit.value.code) == (f"data2csv.py: {tmp_path / 'rows.json'}: not valid JSON (Expecting value: line 1 "
+                                    "column 57 (char 56))")
+
+
 def test_a_llava_file_gives_a_row_per_conversation_with_all_its_turns(tmp_path, capsys):
     (tmp_path / "coco/train2017").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "coco/train2017/000000033471.jpg")
@@ -356,3 +414,202 @@ def test_a_llava_file_gives_a_row_per_conversation_with_all_its_turns(tmp_path, 
         '""White and red.""}, {""from"": ""human"", ""value"": ""What is on its back?""}, {""from"": ""gpt"", '
         '""value"": ""An advert.""}]"\n')
     assert "skipped: 1." in out and "  skipped text-only: no image: a text-only conversation\n" in out
+
+
+# ---------------------------------------------------------------- published splits, and what --num_samples leaves out
+
+
+def run_csv2json(capsys, *argv):
+    csv2json.main(list(argv))
+    return capsys.readouterr().out
+
+
+def split_ids(data_dir):
+    return {name: [r["id"] for r in json.loads((data_dir / f"{name}.json").read_text())]
+            for name in ("train", "val", "test") if (data_dir / f"{name}.json").exists()}
+
+
+def test_imagefolder_train_and_val_folders_keep_their_split_into_train_and_val_json(tmp_path, capsys):
+    root = tmp_path / "flowers"
+    for path in ("train/daisy/d1.jpg", "train/daisy/d2.jpg", "train/rose/r1.jpg", "val/daisy/d3.jpg",
+                 "val/rose/r2.jpg"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (6, 4), "white").save(root / path)
+    out = run(capsys, "--task", "classification", "--source", "folder", "--folder_dir", str(root), "--num_samples",
+              "0", "--data_dir", str(tmp_path / "out"))
+    assert (tmp_path / "out/data.csv").read_text() == (
+        "id,image_path,label,split\n"
+        "train/daisy/d1.jpg,images/train-daisy-d1.jpg,daisy,train\n"
+        "train/rose/r1.jpg,images/train-rose-r1.jpg,rose,train\n"
+        "train/daisy/d2.jpg,images/train-daisy-d2.jpg,daisy,train\n"
+        "val/daisy/d3.jpg,images/val-daisy-d3.jpg,daisy,val\n"
+        "val/rose/r2.jpg,images/val-rose-r2.jpg,rose,val\n")
+    assert "5 records. Written now: 5, already present: 0, skipped: 0.\n  rows by split: train 3, val 2\n" in out
+    out = run_csv2json(capsys, "--task", "classification", "--data_dir", str(tmp_path / "out"), "--val_size", "1")
+    assert "\nsplit: as published (train 3, val 2)\nwrote " in out
+    assert split_ids(tmp_path / "out") == {"train": ["train/daisy/d1.jpg", "train/rose/r1.jpg", "train/daisy/d2.jpg"],
+                                           "val": ["val/daisy/d3.jpg", "val/rose/r2.jpg"]}
+
+
+def test_animals10s_train_data_and_test_data_make_test_the_validation(tmp_path, capsys):
+    root = tmp_path / "animals"
+    for path in ("train_data/cane/a.jpeg", "train_data/gatto/b.jpeg", "test_data/cane/c.jpeg",
+                 "test_data/gatto/d.jpeg"):
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (6, 4), "white").save(root / path)
+    out = run(capsys, "--task", "classification", "--source", "folder", "--folder_dir", str(root), "--label_map",
+              "animals10", "--data_dir", str(tmp_path / "out"))
+    assert "4 records. Written now: 4, already present: 0, skipped: 0.\n  rows by split: train 2, test 2\n" in out
+    out = run_csv2json(capsys, "--task", "classification", "--data_dir", str(tmp_path / "out"))
+    assert ("split: as published (train 2, test 2)\n"
+            "  val.json holds the test split: data.csv has no val split\n") in out
+    assert split_ids(tmp_path / "out") == {"train": ["train_data/cane/a.jpeg", "train_data/gatto/b.jpeg"],
+                                           "val": ["test_data/cane/c.jpeg", "test_data/gatto/d.jpeg"]}
+
+
+def write_coco_split(coco, path, image_ids, extra=()):
+    """A captions file of coco-mini's images `image_ids`, with their real annotations and `extra` ones."""
+    real = json.loads((coco / "annotations/captions_train2017.json").read_text())
+    path.write_text(json.dumps({**real, "images": [i for i in real["images"] if i["id"] in image_ids],
+                                "annotations": [a for a in real["annotations"] if a["image_id"] in image_ids]
+                                + list(extra)}))
+    return real
+
+
+def test_coco_train_and_val_files_in_one_run_keep_their_split(fixtures_dir, tmp_path, capsys):
+    coco = fixtures_dir / "coco-mini"
+    real = json.loads((coco / "annotations/captions_train2017.json").read_text())
+    val_images = {image["id"] for image in real["images"][:16]}
+    write_coco_split(coco, tmp_path / "captions_val2017.json", val_images)
+    write_coco_split(coco, tmp_path / "captions_train2017.json", {i["id"] for i in real["images"]} - val_images)
+    out = run(capsys, "--source", "coco", "--coco_annotations",
+              f"{tmp_path / 'captions_train2017.json'},{tmp_path / 'captions_val2017.json'}",
+              "--coco_images", str(coco / "train2017"), "--data_dir", str(tmp_path / "out"))
+    assert "400 records. Written now: 400, already present: 0, skipped: 0.\n  rows by split: train 320, val 80\n" in out
+    assert "only" not in out  # the default --num_samples 600 of each split cuts neither
+    out = run_csv2json(capsys, "--data_dir", str(tmp_path / "out"))
+    assert "split: as published (train 320, val 80)\n" in out
+    assert split_ids(tmp_path / "out")["val"] == [f"{a['image_id']}_{a['id']}" for a in real["annotations"]
+                                                  if a["image_id"] in val_images]
+
+
+def test_an_image_of_coco_train_and_val_files_is_kept_in_val_only(fixtures_dir, tmp_path, capsys):
+    coco = fixtures_dir / "coco-mini"
+    real = json.loads((coco / "annotations/captions_train2017.json").read_text())
+    first, second = real["images"][0]["id"], real["images"][1]["id"]  # both in train; and in val, by two means:
+    again = next(a for a in real["annotations"] if a["image_id"] == second)  # one of its annotations, the same id
+    new = {"image_id": first, "id": 1, "caption": "A caption of the val file."}  # another annotation of the image
+    write_coco_split(coco, tmp_path / "captions_train2017.json", {i["id"] for i in real["images"]})
+    write_coco_split(coco, tmp_path / "captions_val2017.json", set(), [again, new])
+    (tmp_path / "captions_val2017.json").write_text(json.dumps({
+        **json.loads((tmp_path / "captions_val2017.json").read_text()),
+        "images": [i for i in real["images"] if i["id"] in (first, second)]}))
+    out = run(capsys, "--source", "coco", "--coco_annotations",
+              f"{tmp_path / 'captions_train2017.json'},{tmp_path / 'captions_val2017.json'}",
+              "--coco_images", str(coco / "train2017"), "--data_dir", str(tmp_path / "out"))
+    assert "401 records. Written now: 401, already present: 0, skipped: 1.\n  rows by split: train 399, val 2\n" in out
+    assert (f"  skipped {second}_{again['id']}: in the files of the train and the val split: kept in val only, so "
+            "that its image is not trained on and scored\n") in out
+    csv2json.main(["--data_dir", str(tmp_path / "out")])
+    rejected = list(csv.DictReader(open(tmp_path / "out/rejected.csv", encoding="utf-8")))
+    in_both = [f"{a['image_id']}_{a['id']}" for a in real["annotations"] if a["image_id"] in (first, second)]
+    moved = f"{second}_{again['id']}"  # in data.csv where the train file put it, its split now val
+    assert rejected == [{"id": record_id, "reason": "its image is in the val split too: kept there, left out of train"}
+                        for record_id in in_both if record_id != moved]
+    assert len(rejected) == 5 + 4
+    assert split_ids(tmp_path / "out")["val"] == [moved, f"{first}_1"]
+
+
+def test_a_num_samples_cut_of_coco_mini_says_what_it_left_out(fixtures_dir, tmp_path, capsys):
+    coco = fixtures_dir / "coco-mini"
+    files = ["--source", "coco", "--coco_annotations", str(coco / "annotations/captions_train2017.json"),
+             "--coco_images", str(coco / "train2017")]
+    out = run(capsys, *files, "--data_dir", str(tmp_path / "default"))  # --num_samples 600, the default
+    assert out.endswith("400 records. Written now: 400, already present: 0, skipped: 0.\n"
+                        "  rows by split: train 400\n")
+    out = run(capsys, *files, "--num_samples", "150", "--data_dir", str(tmp_path / "cut"))
+    assert out.endswith("150 records. Written now: 150, already present: 0, skipped: 0.\n"
+                        "  rows by split: train 150\n"
+                        "  only 150 of the 400 usable train records were taken (--num_samples 150). "
+                        "--num_samples 0 takes all.\n")
+    assert len(read_rows(tmp_path / "cut")) == 150
+
+
+def test_a_num_samples_cut_counts_the_usable_records_of_class_folders(tmp_path, capsys):
+    root = tmp_path / "raw-img"
+    for folder, names in {"cane": ["1.jpg", "2.jpg", "3.jpg", "notes.txt"], "gatto": ["1.jpg", "2.jpg"]}.items():
+        (root / folder).mkdir(parents=True)
+        for name in names:
+            Image.new("RGB", (6, 4)).save(root / folder / name, format="PNG")
+    out = run(capsys, "--task", "classification", "--source", "folder", "--folder_dir", str(root), "--num_samples",
+              "2", "--data_dir", str(tmp_path / "out"))
+    assert [row["id"] for row in read_rows(tmp_path / "out")] == ["cane/1.jpg", "gatto/1.jpg"]
+    assert ("2 records. Written now: 2, already present: 0, skipped: 1.\n"
+            "  only 2 of the 5 usable records were taken (--num_samples 2). --num_samples 0 takes all.\n"
+            "  skipped cane/notes.txt: not an image: its extension is .txt\n") in out
+
+
+def test_hub_splits_in_one_run_keep_apart_and_a_cut_reads_one_row_more(tmp_path, capsys, monkeypatch):
+    def picture(colour):
+        buffer = io.BytesIO()
+        Image.new("RGB", (40, 30), colour).save(buffer, format="JPEG")
+        return Image.open(io.BytesIO(buffer.getvalue()))
+
+    splits_of = {"val": [picture("green"), picture("blue"), picture("red")], "test": [picture("white")]}
+    read = []
+
+    def load_dataset(path, name=None, split=None, streaming=False):
+        for row, image in enumerate(splits_of[split]):
+            read.append(f"{split} {row}")
+            yield {"image": image, "answer": [f"the {split} thing"], "bbox": [1.0, 2.0, 10.0, 20.0]}
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    out = run(capsys, "--task", "grounding", "--source", "huggingface", "--dataset_id", "lmms-lab/RefCOCOg",
+              "--dataset_split", "val,test", "--num_samples", "2", "--data_dir", str(tmp_path))
+    assert read == ["val 0", "val 1", "val 2", "test 0"]  # one row past the cut, not the whole split
+    rows = read_rows(tmp_path)
+    assert [(row["id"], row["image_path"][:11], row["expression"], row["split"]) for row in rows] == [
+        ("val/0_0", "images/val-", "the val thing", "val"), ("val/1_0", "images/val-", "the val thing", "val"),
+        ("test/0_0", "images/test", "the test thing", "test")]
+    assert len({row["image_path"] for row in rows}) == 3 == len(list((tmp_path / "images").iterdir()))
+    assert ("3 records. Written now: 3, already present: 0, skipped: 0.\n  rows by split: val 2, test 1\n"
+            "  only the first 2 val records were taken (--num_samples 2); the hub has more, not counted, as that "
+            "would read them all. --num_samples 0 takes all.\n") in out
+    out = run_csv2json(capsys, "--task", "grounding", "--data_dir", str(tmp_path))
+    assert ("split: as published (val 2, test 1)\n"
+            "  train.json holds the val split, val.json holds the test split: data.csv has no train split\n") in out
+
+
+def test_a_data_csv_written_before_splits_were_kept_gets_them_on_a_rerun(fixtures_dir, tmp_path, capsys):
+    coco = fixtures_dir / "coco-mini"
+    files = ["--source", "coco", "--coco_annotations", str(coco / "annotations/captions_train2017.json"),
+             "--coco_images", str(coco / "train2017"), "--num_samples", "3", "--data_dir", str(tmp_path)]
+    run(capsys, *files)
+    before = (tmp_path / "data.csv").read_text()
+    (tmp_path / "data.csv").write_text(before.replace(",split\n", "\n").replace(",train\n", "\n"))
+    out = run(capsys, *files)
+    assert "3 records. Written now: 0, already present: 3, skipped: 0." in out
+    assert (tmp_path / "data.csv").read_text() == before
+
+
+@pytest.mark.parametrize("names, message", [
+    ("captions_train2017.json,captions.json", "data2csv.py: --coco_annotations '{dir}/captions.json': its name says "
+                                              "no split (train, val or test, as in captions_val2017.json)"),
+    ("captions_train2017.json,captions_val2017.json", "--coco_annotations '{dir}/captions_val2017.json' is not a "
+                                                      "file"),
+])
+def test_coco_files_that_cannot_be_told_apart_or_found_are_named(tmp_path, names, message):
+    for name in ("captions_train2017.json", "captions.json"):
+        (tmp_path / name).write_text("{}")
+    with pytest.raises(SystemExit) as exit:
+        data2csv.main(["--source", "coco", "--coco_annotations", ",".join(str(tmp_path / n) for n in names.split(",")),
+                       "--coco_images", str(tmp_path), "--data_dir", str(tmp_path / "out")])
+    assert message.format(dir=tmp_path) in str(exit.value.code)
+
+
+def test_a_file_of_another_kind_is_a_message_not_a_traceback(fixtures_dir, tmp_path):
+    coco = fixtures_dir / "coco-mini"
+    with pytest.raises(SystemExit, match=r"^data2csv.py: .*instances_train2017.json: annotation 0 has no 'caption'; "
+                                         r"give a captions_\*.json"):
+        data2csv.main(["--source", "coco", "--coco_annotations", str(coco / "annotations/instances_train2017.json"),
+                       "--coco_images", str(coco / "train2017"), "--data_dir", str(tmp_path)])

@@ -16,7 +16,9 @@ from vlmtune.formats import (
     row_to_conversation,
     rows_to_conversations,
     split_by_image,
+    split_rows,
     to_messages,
+    write_csv,
 )
 
 
@@ -218,6 +220,31 @@ def test_vqa_conversation_with_turns_trains_every_answer_with_the_image_first():
         "answers": ["An advertisement."]}  # the last answer: test.py asks the last question
 
 
+def test_vqa_conversation_with_soft_scores_answers_the_best_scored_and_keeps_the_scores():
+    row = {"id": "458752000", "image_path": "images/458752.jpg",
+           "question": "What is this photo taken looking through?", "answers": '["netting", "net", "mesh"]', "answer_scores": '{"netting": 0.3, "net": 0.9, "mesh": 0.9}'}
+    record = row_to_conversation(row, "vqa", row["image_path"], "Describe this image.")
+    assert record["conversations"][1] == {"from": "assistant", "value": "net"}  # of the two at 0.9, the first
+    assert record["answers"] == ["netting", "net", "mesh"]
+    assert record["answer_scores"] == {"netting": 0.3, "net": 0.9, "mesh": 0.9}
+
+
+def test_record_to_row_writes_soft_scores_in_their_own_column():
+    record = {"id": "1", "image_id": "1", "image": "x.jpg", "question": "Q?", "answers": ["net"],
+              "answer_scores": {"net": 1}}
+    assert record_to_row(record, "images/1.jpg", "vqa")["answer_scores"] == '{"net": 1}'
+
+
+def test_rows_to_conversations_give_every_classification_record_the_aliases():
+    rows = [{"id": f"{n}", "image_path": f"{n}.png", "label": label} for n, label in enumerate(["ants", "bees"])]
+    records = rows_to_conversations(rows, "classification", "", {"formica": "ants"})
+    assert [r["aliases"] for r in records] == [{"formica": "ants"}, {"formica": "ants"}]
+    assert "aliases" not in rows_to_conversations(rows, "classification", "")[0]
+    with pytest.raises(ValueError, match=r"--class_aliases \{'vespa': 'wasps'\}: no row of data\.csv has that label "
+                                         r"\(its labels: ants, bees\)"):
+        rows_to_conversations(rows, "classification", "", {"formica": "ants", "vespa": "wasps"})
+
+
 def test_rows_to_conversations_ask_every_class_of_the_rows_sorted():
     rows = [{"id": f"{n}", "image_path": f"{n}.png", "label": label} for n, label in enumerate(["dog", "cat", "dog"])]
     records = rows_to_conversations(rows, "classification", "Describe this image.")
@@ -292,6 +319,16 @@ VQA_ROW = {"id": "v", "image_path": "a.png", "question": "What colour?", "answer
     ({"turns": '[{"from": "gpt", "value": "A."}, {"from": "human", "value": "Q?"}]'},
      "turn 1 of turns must be a user turn ({\"from\", \"value\"}), got {'from': 'gpt', 'value': 'A.'}"),
     ({"turns": '[{"from": "human", "value": "Q?"}, {"from": "gpt", "value": " "}]'}, "turn 2 of turns is empty"),
+    ({"answer_scores": ""}, None),
+    ({"answers": '["red", "dark red"]', "answer_scores": '{"red": 0.6, "dark red": 0.3}'}, None),
+    ({"answer_scores": "{"}, "answer_scores is not JSON (Expecting property name enclosed in double quotes: line 1 "
+                             "column 2 (char 1)): '{'"),
+    ({"answers": '["red"]', "answer_scores": '{"blue": 1}'},
+     "answer_scores must be a JSON object of a score for each of the answers ['red'], got '{\"blue\": 1}'"),
+    ({"answers": '["red"]', "answer_scores": '{"red": 0}'},
+     "every score in answer_scores must be a number, 0 < score <= 1, got '{\"red\": 0}'"),
+    ({"answers": '["red"]', "answer_scores": '{"red": true}'},
+     "every score in answer_scores must be a number, 0 < score <= 1, got '{\"red\": true}'"),
 ])
 def test_check_row_of_vqa_wants_a_question_and_a_list_of_answers(tmp_path, change, reason):
     write_image(tmp_path / "a.png")
@@ -487,3 +524,93 @@ def test_load_conversations_wants_a_list(tmp_path):
     (tmp_path / "val.json").write_text("[{", encoding="utf-8")
     with pytest.raises(ValueError, match=r"val\.json: not valid JSON"):
         load_conversations(tmp_path / "val.json")
+
+
+# ---------------------------------------------------------------- published splits
+
+
+def split_of(rows, **splits):
+    """rows_of(...) with the split column: {"train": [0, 1], "val": [2]} gives image 0 and 1 train, 2 val."""
+    named = {f"images/{image}.png": split for split, images in splits.items() for image in images}
+    return [{**row, "split": named.get(row["image_path"], "")} for row in rows]
+
+
+def ids(rows):
+    return [row["id"] for row in rows]
+
+
+def test_split_rows_keeps_a_published_train_and_val_whatever_the_seed():
+    rows = split_of(rows_of(4, captions_per_image=2), train=[0, 1, 3], val=[2])
+    for seed in (0, 1):
+        sides, lines, left_out = split_rows(rows, 0.5, seed)
+        assert (ids(sides["train"]), ids(sides["val"])) == (["0-0", "0-1", "1-0", "1-1", "3-0", "3-1"], ["2-0", "2-1"])
+        assert sorted(sides) == ["train", "val"] and left_out == []
+        assert lines == ["split: as published (train 6, val 2)"]
+
+
+def test_split_rows_makes_test_the_validation_when_there_is_no_val():
+    sides, lines, _ = split_rows(split_of(rows_of(3), train=[0, 1], test=[2]), 0.15, 42)
+    assert (ids(sides["train"]), ids(sides["val"])) == (["0-0", "1-0"], ["2-0"]) and "test" not in sides
+    assert lines == ["split: as published (train 2, test 1)",
+                     "  val.json holds the test split: data.csv has no val split"]
+
+
+def test_split_rows_trains_on_val_and_validates_on_test_without_a_train_split():
+    sides, lines, _ = split_rows(split_of(rows_of(3), val=[0, 1], test=[2]), 0.15, 42)
+    assert (ids(sides["train"]), ids(sides["val"])) == (["0-0", "1-0"], ["2-0"])
+    assert lines == ["split: as published (val 2, test 1)",
+                     "  train.json holds the val split, val.json holds the test split: data.csv has no train split"]
+
+
+def test_split_rows_writes_a_test_split_beside_val_to_test():
+    sides, lines, _ = split_rows(split_of(rows_of(3), test=[0], val=[1], train=[2]), 0.15, 42)
+    assert {side: ids(rows) for side, rows in sides.items()} == {"train": ["2-0"], "val": ["1-0"], "test": ["0-0"]}
+    assert lines == ["split: as published (train 1, val 1, test 1)",
+                     "  test.json holds the test split, which test.py does not score (it scores val.json)"]
+
+
+def test_split_rows_of_one_split_or_none_splits_at_random_by_image():
+    rows = rows_of(10, captions_per_image=2)
+    assert split_rows(rows, 3, 7) == ({"train": split_by_image(rows, 3, 7)[0], "val": split_by_image(rows, 3, 7)[1]},
+                                      ["split: random, seeded (--split_seed 7), by image"], [])
+    sides, lines, _ = split_rows(split_of(rows, train=range(10)), 3, 7)
+    assert (ids(sides["train"]), ids(sides["val"])) == tuple(ids(side) for side in split_by_image(rows, 3, 7))
+    assert lines == ["split: random, seeded (--split_seed 7), by image, as data.csv names one split only (train 20)"]
+
+
+def test_split_rows_counts_rows_without_a_split_as_train_and_says_so():
+    sides, lines, _ = split_rows(split_of(rows_of(4), train=[0], val=[3]), 0.15, 42)
+    assert (ids(sides["train"]), ids(sides["val"])) == (["0-0", "1-0", "2-0"], ["3-0"])
+    assert lines == ["split: as published (train 3, val 1)", "  2 rows name no split: they count as train"]
+
+
+def test_split_rows_leaves_an_image_of_two_splits_out_of_the_earlier_one():
+    rows = [{"id": "9_1", "image_path": "images/9.jpg", "split": "train"},
+            {"id": "8_1", "image_path": "images/8.jpg", "split": "train"},
+            {"id": "9_2", "image_path": "./images/9.jpg", "split": "val"},
+            {"id": "7_1", "image_path": "images/7.jpg", "split": "val"}]
+    sides, lines, left_out = split_rows(rows, 0.15, 42)
+    assert (ids(sides["train"]), ids(sides["val"])) == (["8_1"], ["9_2", "7_1"])
+    assert left_out == [(rows[0], "its image is in the val split too: kept there, left out of train")]
+    assert lines == ["split: as published (train 1, val 2)"]
+
+
+def test_check_row_wants_a_split_of_train_val_test_or_none(tmp_path):
+    write_image(tmp_path / "a.png")
+    row = {"id": "a", "image_path": "a.png", "caption": "A."}
+    assert [check_row({**row, "split": split}, tmp_path, "caption") for split in ("", "train", "val", "test")] == \
+        [None] * 4
+    assert check_row({**row, "split": "validation"}, tmp_path, "caption") == \
+        "split 'validation' is none of train, val, test (or empty: not given)"
+
+
+def test_write_csv_adds_the_split_column_only_where_a_row_has_one(tmp_path):
+    rows = [{"id": "a", "image_path": "images/a.png", "caption": "A, red."}]
+    write_csv(tmp_path / "data.csv", rows, "caption")
+    assert (tmp_path / "data.csv").read_text() == 'id,image_path,caption\na,images/a.png,"A, red."\n'
+    record = {"id": "b", "image_id": "b", "image": "b.png", "caption": "B.", "split": "val"}
+    write_csv(tmp_path / "data.csv", [*rows, record_to_row(record, "images/b.png", "caption")], "caption")
+    assert (tmp_path / "data.csv").read_text() == ('id,image_path,caption,split\na,images/a.png,"A, red.",\n'
+                                                   "b,images/b.png,B.,val\n")
+    assert read_csv(tmp_path / "data.csv", "caption")[1] == {"id": "b", "image_path": "images/b.png", "caption": "B.",
+                                                             "split": "val"}

@@ -17,6 +17,7 @@ from vlmtune.metrics import (
     tokenize_caption,
     vqa_accuracy,
     vqa_score,
+    vqa_soft_accuracy,
 )
 
 # ---------------------------------------------------------------------------------------------------------- text
@@ -156,6 +157,24 @@ def test_vqa_accuracy_refuses_a_single_answer_that_no_other_could_confirm():
         vqa_accuracy("cat", ["cat"])
 
 
+# The soft scores of bottom-up-attention's compute_softscore.py, which LXMERT's files use, for 1, 2, 3 and 4+ humans.
+LXMERT_SCORES = {1: 0.3, 2: 0.6, 3: 0.9, 4: 1.0}
+
+
+@pytest.mark.parametrize("agreeing", [1, 2, 3, 4, 7])
+def test_vqa_soft_accuracy_of_lxmert_scores_equals_the_official_accuracy(agreeing):
+    ten = ["net"] * agreeing + ["netting"] * (10 - agreeing)
+    scores = {"net": LXMERT_SCORES[min(agreeing, 4)], "netting": LXMERT_SCORES[min(10 - agreeing, 4)]}
+    assert vqa_soft_accuracy("net", scores) == pytest.approx(vqa_accuracy("net", ten))
+
+
+def test_vqa_soft_accuracy_is_the_score_of_the_normalized_prediction_or_zero():
+    scores = {"net": 1.0, "2": 0.3}
+    assert vqa_soft_accuracy("A net.", scores) == 1.0
+    assert vqa_soft_accuracy("Two", scores) == 0.3
+    assert vqa_soft_accuracy("fence", scores) == 0.0
+
+
 def test_vqa_score_is_the_mean_over_questions():
     answers = [["cat"] * 10, ["cat"] * 3 + ["dog"] * 7, ["dog"] * 10]
     assert vqa_score(["cat", "cat", "cat"], answers) == pytest.approx((1.0 + 0.9 + 0.0) / 3)
@@ -187,6 +206,40 @@ def test_parse_class_finds_the_one_class_named(text, expected):
 def test_parse_class_prefers_the_longest_name():
     assert parse_class("A sea lion.", ["lion", "sea lion"]) == "sea lion"
     assert parse_class("Three boxes", ["box", "ball"]) == "box"
+
+
+@pytest.mark.parametrize(
+    ("text", "classes", "expected"),
+    [
+        ("ant", ["ants", "bees"], "ants"),  # the hymenoptera dataset's folders are plural
+        ("It is a bee.", ["ants", "bees"], "bees"),
+        ("Two ants.", ["ants", "bees"], "ants"),
+        ("BEES", ["ants", "bees"], "bees"),
+        ("an ant next to a bee", ["ants", "bees"], None),  # two classes named
+        ("Ants and bees.", ["ants", "bees"], None),
+        ("a butterfly", ["butterflies", "moths"], "butterflies"),
+        ("Butterflies", ["butterfly", "moth"], "butterfly"),
+        ("Two mice.", ["mouse", "rat"], "mouse"),
+        ("a mouse", ["mice", "rats"], "mice"),
+        ("horses", ["horse", "cow"], "horse"),
+        ("a horse", ["horses", "cows"], "horses"),
+        ("buses", ["bus", "car"], "bus"),
+        ("It's a category of animal.", ["cat", "dog"], None),  # 'cat' inside another word
+        ("anthills", ["ants", "bees"], None),
+        ("my glasses", ["glass", "glasses"], "glasses"),  # a name as written beats another's plural
+        ("a glass", ["glass", "glasses"], "glass"),
+        ("sea lions", ["lion", "sea lion"], "sea lion"),
+    ],
+)
+def test_parse_class_reads_singular_and_plural_forms_of_the_names(text, classes, expected):
+    assert parse_class(text, classes) == expected
+
+
+def test_parse_class_reads_plurals_of_aliases_too():
+    aliases = {"formica": "ants", "honeybee": "bees"}
+    assert parse_class("Two honeybees.", ["ants", "bees"], aliases) == "bees"
+    assert parse_class("una formica", ["ants", "bees"], aliases) == "ants"
+    assert parse_class("honeybees and ants", ["ants", "bees"], aliases) is None
 
 
 def test_parse_class_rejects_aliases_to_unknown_classes():

@@ -1,5 +1,6 @@
 """The seams between the scripts, the configs and the outside world (hubs, SwanLab), without training."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -139,3 +140,20 @@ def test_a_token_on_the_command_line_is_refused_with_the_safe_way(tmp_path):
 
     with pytest.raises(SystemExit, match="HF_TOKEN"):
         train.main(["--hub_token", "hf_x", "--output_dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("group", [config.DataConfig, config.ModelConfig, config.TuneConfig, config.EvalConfig])
+def test_help_shows_each_flags_documentation_and_default_from_config_py(group, capsys):
+    with pytest.raises(SystemExit) as stop:
+        config.parse(["--help"], group)
+    assert stop.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split("options:", 1)[1].split())  # argparse wraps lines
+    docs = config.attribute_docs(group)
+    assert set(docs) == {field.name for field in dataclasses.fields(group)}  # every field is documented
+    for field in dataclasses.fields(group):
+        metavar = field.name.upper()
+        entry = shown[min(shown.find(f"--{field.name} {form}") % len(shown) for form in (metavar, f"[{metavar}]")):]
+        assert entry.split("(default: ", 1)[0].rstrip().endswith(docs[field.name].split()[-1]), field.name
+        assert docs[field.name][:40] in entry, field.name
+        default = entry.split("(default: ", 1)[1].replace(" ", "")  # a long default may be wrapped too
+        assert default.startswith(f"{field.default})".replace(" ", "")), field.name

@@ -3,6 +3,7 @@ the hub's load call is replaced by one that returns a few in-memory rows of the 
 
 import io
 import json
+import re
 import sys
 import types
 
@@ -265,7 +266,47 @@ def test_folder_classification_reports_unknown_folders_and_files_that_are_no_ima
 
 def test_folder_classification_without_class_folders_says_what_it_wants(tmp_path):
     (tmp_path / "1.jpeg").write_text("x")
-    with pytest.raises(ValueError, match="holds no folder: --folder_dir needs one folder of images per class"):
+    with pytest.raises(ValueError, match="holds no class folder: --folder_dir needs one folder of images per class"):
+        list(sources.folder_classification(str(tmp_path), {}, []))
+
+
+def test_folder_classification_reads_split_folders_as_animals10s_tutorial_lays_them_out(tmp_path):
+    root = make_folders(tmp_path / "animals", {"test_data/cane": ["1.jpeg"], "train_data/cane": ["1.jpeg", "2.jpeg"],
+                                               "train_data/gatto": ["1.jpeg"], "train_data/lupo": ["1.jpeg"],
+                                               "cane": ["9.jpeg"]})
+    (root / "README.md").write_text("Animals-10, split")
+    (root / "test_data/loose.jpeg").write_text("an image in no class folder")
+    skipped = []
+    records = list(sources.folder_classification(str(root), sources.read_label_map("animals10"), skipped))
+    assert [(r["id"], r["label"], r["split"]) for r in records] == [
+        ("train_data/cane/1.jpeg", "dog", "train"), ("train_data/gatto/1.jpeg", "cat", "train"),
+        ("train_data/cane/2.jpeg", "dog", "train"), ("test_data/cane/1.jpeg", "dog", "test")]
+    assert records[-1] == {"id": "test_data/cane/1.jpeg", "image_id": "test_data-cane-1",
+                           "image": str(root / "test_data/cane/1.jpeg"), "label": "dog", "split": "test"}
+    beside = "beside the split folders train_data, test_data: not read (class folders go in them)"
+    assert skipped == [
+        ("README.md", beside), ("cane", beside),
+        ("train_data/lupo/1.jpeg", "unknown class folder 'lupo': name it in --label_map to read it"),
+        ("test_data/loose.jpeg", "a file beside the class folders, not in one")]
+
+
+def test_folder_classification_finds_imagefolders_splits_in_any_case_and_limits_each(tmp_path):
+    root = make_folders(tmp_path, {"Train/a": ["1.png", "2.png", "3.png"], "Validation/a": ["1.png", "2.png"]})
+    records = list(sources.folder_classification(str(root), {}, [], limit=2))
+    assert [(r["id"], r["split"]) for r in records] == [("Train/a/1.png", "train"), ("Train/a/2.png", "train"),
+                                                        ("Validation/a/1.png", "val"), ("Validation/a/2.png", "val")]
+
+
+def test_folder_classification_takes_a_folder_the_label_map_names_for_a_class_not_a_split(tmp_path):
+    root = make_folders(tmp_path, {"test": ["1.png"], "cane": ["1.png"]})
+    records = list(sources.folder_classification(str(root), {"test": "exam", "cane": "dog"}, []))
+    assert [(r["id"], r["label"], "split" in r) for r in records] == [("cane/1.png", "dog", False),
+                                                                      ("test/1.png", "exam", False)]
+
+
+def test_folder_classification_with_split_folders_but_no_class_folder_says_what_it_wants(tmp_path):
+    make_folders(tmp_path, {"train": ["1.png"], "val": ["2.png"]})
+    with pytest.raises(ValueError, match=r"holds no class folder: .*or split folders holding them \(train/cane/"):
         list(sources.folder_classification(str(tmp_path), {}, []))
 
 
@@ -294,7 +335,7 @@ def test_read_label_map_names_a_bad_map(spec, message):
 # ---------------------------------------------------------------- COCO instances (grounding)
 
 
-def test_coco_grounding_gives_one_record_per_non_crowd_annotation(fixtures_dir):
+def test_coco_grounding_gives_a_record_per_object_its_category_picks_out(fixtures_dir):
     coco = fixtures_dir / "coco-mini"
     skipped = []
     records = list(sources.coco_grounding(str(coco / "annotations/instances_train2017.json"), str(coco / "train2017"),
@@ -302,12 +343,47 @@ def test_coco_grounding_gives_one_record_per_non_crowd_annotation(fixtures_dir):
     assert records[0] == {"id": "535506_441444", "image_id": "535506",
                           "image": str(coco / "train2017/000000535506.jpg"), "expression": "person",
                           "box": (120.46, 133.32, 332.77, 631.9), "width": 480, "height": 640}
-    assert len(records) == 731 and len(skipped) == 8
-    assert {reason for _, reason in skipped} == \
-        {"a crowd annotation (iscrowd 1): its box covers a group, not one object"}
-    annotations = json.loads((coco / "annotations/instances_train2017.json").read_text())["annotations"]
-    crowd = [f"{a['image_id']}_{a['id']}" for a in annotations if a["iscrowd"]]
-    assert [record_id for record_id, _ in skipped] == crowd
+    # Worked out from the file alone: an object is kept when no other annotation, crowd or not, of its image has its
+    # category.
+    coco_json = json.loads((coco / "annotations/instances_train2017.json").read_text())
+    names = {c["id"]: c["name"] for c in coco_json["categories"]}
+    per_image = {}
+    for a in coco_json["annotations"]:
+        per_image.setdefault(a["image_id"], []).append(a["category_id"])
+    crowd = [f"{a['image_id']}_{a['id']}" for a in coco_json["annotations"] if a["iscrowd"]]
+    alone = [f"{a['image_id']}_{a['id']}" for a in coco_json["annotations"]
+             if not a["iscrowd"] and per_image[a["image_id"]].count(a["category_id"]) == 1]
+    not_alone = [f"{a['image_id']}_{a['id']}" for a in coco_json["annotations"]
+                 if not a["iscrowd"] and per_image[a["image_id"]].count(a["category_id"]) > 1]
+    assert (len(alone), len(not_alone), len(crowd)) == (171, 560, 8)
+    assert [r["id"] for r in records] == alone
+    assert sorted(i for i, reason in skipped if reason == sources.NOT_PICKED_OUT) == sorted(not_alone)
+    assert sorted(i for i, reason in skipped if reason.startswith("a crowd annotation (iscrowd 1)")) == sorted(crowd)
+    assert len(skipped) == 560 + 8
+    for record in records:
+        categories = [names[c] for c in per_image[int(record["image_id"])]]
+        assert categories.count(record["expression"]) == 1
+
+
+def test_coco_grounding_counts_a_crowd_of_the_category_as_other_objects(tmp_path):
+    Image.new("RGB", (8, 6)).save(tmp_path / "a.jpg")
+    person = {"image_id": 1, "category_id": 1, "iscrowd": 0}
+    annotations = [{**person, "id": 10, "bbox": [1, 1, 2, 2]},
+                   {**person, "id": 11, "bbox": [0, 0, 8, 6], "iscrowd": 1},
+                   {**person, "id": 12, "bbox": [4, 1, 2, 2], "category_id": 18},
+                   {**person, "id": 13, "bbox": [1, 3, 2, 2], "category_id": 3},
+                   {**person, "id": 14, "bbox": [5, 3, 2, 2], "category_id": 3}]
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 6}],
+                                "annotations": annotations,
+                                "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"},
+                                               {"id": 18, "name": "dog"}]}))
+    skipped = []
+    assert [(r["id"], r["expression"]) for r in sources.coco_grounding(str(path), str(tmp_path), skipped)] == \
+        [("1_12", "dog")]
+    assert skipped == [("1_10", sources.NOT_PICKED_OUT),
+                       ("1_11", "a crowd annotation (iscrowd 1): its box covers a group, not one object"),
+                       ("1_13", sources.NOT_PICKED_OUT), ("1_14", sources.NOT_PICKED_OUT)]
 
 
 def test_coco_grounding_reports_bad_boxes_missing_images_and_unknown_ids(tmp_path):
@@ -316,14 +392,15 @@ def test_coco_grounding_reports_bad_boxes_missing_images_and_unknown_ids(tmp_pat
               {"id": 2, "file_name": "gone.jpg", "width": 8, "height": 6}]
     annotation = {"image_id": 1, "category_id": 18, "iscrowd": 0}
     annotations = [{**annotation, "id": 10, "bbox": [1, 1, 2.5, 3]},
-                   {**annotation, "id": 11, "bbox": [6, 1, 4, 3]},
-                   {**annotation, "id": 12, "bbox": [1, 1, 0, 3]},
+                   {**annotation, "id": 11, "bbox": [6, 1, 4, 3], "category_id": 17},
+                   {**annotation, "id": 12, "bbox": [1, 1, 0, 3], "category_id": 16},
                    {**annotation, "id": 13, "bbox": [1, 1, 2, 2], "image_id": 2},
                    {**annotation, "id": 14, "bbox": [1, 1, 2, 2], "image_id": 3},
                    {**annotation, "id": 15, "bbox": [1, 1, 2, 2], "category_id": 99}]
     path = tmp_path / "instances.json"
-    path.write_text(json.dumps({"images": images, "annotations": annotations,
-                                "categories": [{"id": 18, "name": "dog", "supercategory": "animal"}]}))
+    categories = [{"id": 18, "name": "dog", "supercategory": "animal"}, {"id": 17, "name": "cat"},
+                  {"id": 16, "name": "bird"}]
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     skipped = []
     assert list(sources.coco_grounding(str(path), str(tmp_path), skipped)) == [
         {"id": "1_10", "image_id": "1", "image": str(tmp_path / "a.jpg"), "expression": "dog", "box": (1, 1, 3.5, 4),
@@ -472,6 +549,174 @@ def test_vqa_questions_refuse_files_swapped(tmp_path):
     questions, annotations, images = write_vqa(tmp_path, [], [])
     with pytest.raises(ValueError, match=r"a\.json has no 'questions': it is not a VQA questions file"):
         list(sources.vqa_questions(annotations, questions, images, []))
+
+
+def test_vqa_questions_name_a_file_that_is_not_json(tmp_path):
+    questions, annotations, images = write_vqa(tmp_path, [], [])
+    (tmp_path / "a.json").write_text('{"annotations": [{"question_id": 1,}]}')
+    with pytest.raises(ValueError, match=rf"^{re.escape(annotations)}: not valid JSON \(Expecting property name "
+                                         r"enclosed in double quotes: line 1 column 36 \(char 35\)\)$"):
+        list(sources.vqa_questions(questions, annotations, images, []))
+
+
+# ---------------------------------------------------------------- LXMERT-style soft scores (vqa)
+
+
+def lxmert_entry(question_id, img_id, sent, label):
+    """An entry of LXMERT's data/vqa/*.json, as its VQADataset docstring shows one."""
+    entry = {"answer_type": "other", "img_id": img_id, "question_id": question_id, "question_type": "what is this",
+             "sent": sent}
+    return entry if label is None else {**entry, "label": label}
+
+
+def test_lxmert_vqa_reads_soft_scores_one_record_per_question(tmp_path):
+    (tmp_path / "val2014").mkdir()
+    for name in ("COCO_val2014_000000393225.jpg", "COCO_val2014_000000000042.jpg"):
+        Image.new("RGB", (8, 8)).save(tmp_path / "val2014" / name)
+    path = tmp_path / "minival.json"
+    path.write_text(json.dumps([
+        lxmert_entry(393225000, "COCO_val2014_000000393225", "What is the man holding? ",
+                     {"kite": 1, "string": 0.3, " kites": 0.6}),
+        lxmert_entry(393225001, "COCO_val2014_000000393225", "Is it windy?", {}),
+        lxmert_entry(393225002, "COCO_val2014_000000393225", "How many?", None),
+        lxmert_entry(42000, "COCO_val2014_000000000042", " ", {"yes": 1}),
+        lxmert_entry(42001, "COCO_val2014_000000000042", "Why?", {"no": 1.5}),
+        lxmert_entry(77000, "COCO_val2014_000000000077", "Where?", {"park": 1}),
+        lxmert_entry(42002, "COCO_val2014_000000000042", "What colour?", {"red": 0.9}),
+    ]))
+    skipped = []
+    records = list(sources.lxmert_vqa(str(path), str(tmp_path / "val2014"), skipped))
+    assert records == [
+        {"id": "393225000", "image_id": "393225", "image": str(tmp_path / "val2014/COCO_val2014_000000393225.jpg"),
+         "question": "What is the man holding?", "answers": ["kite", "string", "kites"],
+         "answer_scores": {"kite": 1, "string": 0.3, "kites": 0.6}},
+        {"id": "42002", "image_id": "42", "image": str(tmp_path / "val2014/COCO_val2014_000000000042.jpg"),
+         "question": "What colour?", "answers": ["red"], "answer_scores": {"red": 0.9}}]
+    assert skipped == [
+        ("393225001", "an empty 'label': none of its answers is in the file's answer vocabulary"),
+        ("393225002", "no 'label': no answers to learn (LXMERT's test files have none)"),
+        ("42000", "empty question"),
+        ("42001", "a 'label' score that is not a number 0 < score <= 1: {'no': 1.5}"),
+        ("77000", f"no image of img_id COCO_val2014_000000000077 in {tmp_path / 'val2014'} (a file whose name ends "
+                  "in its 12 digits and .jpg)")]
+    assert [r["id"] for r in sources.lxmert_vqa(str(path), str(tmp_path / "val2014"), [], limit=1)] == ["393225000"]
+
+
+def test_lxmert_vqa_names_a_file_that_is_not_lxmerts(tmp_path):
+    (tmp_path / "images").mkdir()
+    path = tmp_path / "okvqa_val.json"
+    first = '[{"question_id": 1, "img_id": "COCO_val2014_000000000042", "sent": "Why?", "label": {"no": 1}}'
+    path.write_text(f'{first}\n {{"question_id": 2}}]')  # no comma before the second entry
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: not valid JSON \(Expecting ',' delimiter: "
+                                         rf"line 2 column 2 \(char {len(first) + 2}\)\)$"):
+        list(sources.lxmert_vqa(str(path), str(tmp_path / "images"), []))
+    path.write_text(json.dumps([lxmert_entry(1, "COCO_val2014_000000000042", "Why?", {"no": 1}),
+                                {"question_id": 2, "image_id": 42, "question": "Why?"}]))
+    with pytest.raises(ValueError, match=r"okvqa_val\.json: entry 2 has no 'img_id'; an LXMERT-style file holds"):
+        list(sources.lxmert_vqa(str(path), str(tmp_path / "images"), []))
+    path.write_text(json.dumps({"questions": []}))
+    with pytest.raises(ValueError, match=r"okvqa_val\.json: expected an LXMERT-style file, a list of questions, "
+                                         r"found a dict"):
+        list(sources.lxmert_vqa(str(path), str(tmp_path / "images"), []))
+
+
+# ---------------------------------------------------------------- plain rows, JSON or JSON Lines (vqa)
+
+
+def write_images(folder, *names):
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(folder / name)
+
+
+def test_rows_vqa_reads_json_lines_keeping_the_rows_after_a_broken_line(tmp_path):
+    write_images(tmp_path, "val2014/COCO_val2014_000000393225.jpg", "val2014/b.jpg")
+    path = tmp_path / "okvqa.jsonl"
+    unclosed = '{"image": "val2014/b.jpg", "question": "What sport?", "answers": ["surfing", "surf"]'
+    path.write_text(
+        '{"image": "val2014/COCO_val2014_000000393225.jpg", "question": "What is the man holding? ", '
+        '"answers": "a kite"}\n'
+        f'{unclosed}\n'
+        '\n'
+        '{"image": "val2014/b.jpg", "question": "What sport?", "answers": ["surfing", "surfing "], '
+        '"split": "validation"}\n'
+        '{"image": "val2014/b.jpg", "question": " ", "answers": "x"}\n'
+        '{"image": "val2014/b.jpg", "question": "Why?", "answers": []}\n'
+        '{"image": "val2014/gone.jpg", "question": "Why?", "answers": "x"}\n'
+        '{"img": "val2014/b.jpg", "question": "Why?", "answers": "x"}\n'
+        '["val2014/b.jpg", "Why?", "x"]\n'
+        '{"image": "val2014/b.jpg", "question": "Why?", "answers": "x", "split": "minival"}\n'
+        '{"image": "val2014/b.jpg", "question": "Who?", "answers": ["me"]}\n', encoding="utf-8")
+    skipped = []
+    records = list(sources.rows_vqa(str(path), str(tmp_path), skipped))
+    assert records == [
+        {"id": "1", "image_id": "val2014_COCO_val2014_000000393225",
+         "image": str(tmp_path / "val2014/COCO_val2014_000000393225.jpg"), "question": "What is the man holding?",
+         "answers": ["a kite"]},
+        {"id": "4", "image_id": "val2014_b", "image": str(tmp_path / "val2014/b.jpg"), "question": "What sport?",
+         "answers": ["surfing", "surfing"], "split": "val"},
+        {"id": "11", "image_id": "val2014_b", "image": str(tmp_path / "val2014/b.jpg"), "question": "Who?",
+         "answers": ["me"]}]
+    assert skipped == [
+        ("2", f"line 2 of {path} is not JSON: Expecting ',' delimiter at column {len(unclosed) + 1}"),  # its end
+        ("5", "empty question (question: ' ')"),
+        ("6", "answers must be an answer or a list of them, got []"),
+        ("7", f"image file missing: {tmp_path / 'val2014/gone.jpg'}"),
+        ("8", "no 'image' column (its fields: ['answers', 'img', 'question'])"),
+        ("9", "no 'image' column (it is a list)"),
+        ("10", "split 'minival' names none of train, val, test")]
+    assert [r["id"] for r in sources.rows_vqa(str(path), str(tmp_path), [], limit=2)] == ["1", "4"]
+
+
+def test_rows_vqa_reads_a_json_list_with_the_columns_given(tmp_path):
+    write_images(tmp_path, "a.png")
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps([{"file": str(tmp_path / "a.png"), "q": "Colour?", "direct_answers": ["red"] * 10},
+                                {"file": "a.png", "q": "Shape?", "direct_answers": "round"}]))
+    skipped = []
+    records = list(sources.rows_vqa(str(path), "", skipped, image_column="file", question_column="q",
+                                    answers_column="direct_answers"))
+    assert [(r["id"], r["image"], r["question"], r["answers"]) for r in records] == [
+        ("1", str(tmp_path / "a.png"), "Colour?", ["red"] * 10)]
+    assert records[0]["image_id"] == str(tmp_path / "a").strip("/").replace("/", "_")
+    assert skipped == [("2", "image file missing: a.png")]
+
+
+def test_rows_vqa_names_a_json_file_that_is_not_json_or_no_list(tmp_path):
+    path = tmp_path / "rows.json"
+    path.write_text('{"image": "a.png", "question": "Why?", "answers": "x"}\n'
+                    '{"image": "b.png", "question": "Who?", "answers": "y"}\n')
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: not valid JSON \(Extra data: line 2 column 1 "
+                                         r"\(char 55\)\)$"):
+        list(sources.rows_vqa(str(path), "", []))
+    path.write_text('{"rows": []}')
+    with pytest.raises(ValueError, match=r"rows\.json: expected a list of rows, found a dict \(a file of one row a "
+                                         r"line is JSON Lines, read from a \.jsonl\)"):
+        list(sources.rows_vqa(str(path), "", []))
+    with pytest.raises(ValueError, match=r"rows\.csv: give a \.json file \(a list of rows\) or a \.jsonl file"):
+        list(sources.rows_vqa(str(tmp_path / "rows.csv"), "", []))
+
+
+# ---------------------------------------------------------------- class aliases
+
+
+def test_read_class_aliases_takes_inline_json_or_a_file(tmp_path):
+    assert sources.read_class_aliases("") == {}
+    assert sources.read_class_aliases('{" formica ": " ants", "蚂蚁": "ants"}') == {"formica": "ants", "蚂蚁": "ants"}
+    (tmp_path / "aliases.json").write_text('{"ape": "bees"}')
+    assert sources.read_class_aliases(str(tmp_path / "aliases.json")) == {"ape": "bees"}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("aliases.json", "--class_aliases 'aliases.json' is neither inline JSON nor a file"),
+    ('{"formica": ants}', "--class_aliases: not valid JSON (Expecting value: line 1 column 13 (char 12))"),
+    ('{"formica": ""}', '--class_aliases: expected a JSON object of name -> class, e.g. {"formica": "ants"}'),
+    ('{" ": "ants"}', '--class_aliases: expected a JSON object of name -> class'),
+    ('{"formica": ["ants"]}', '--class_aliases: expected a JSON object of name -> class'),
+])
+def test_read_class_aliases_names_a_bad_map(spec, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        sources.read_class_aliases(spec)
 
 
 # ---------------------------------------------------------------- LLaVA conversations (vqa)

@@ -54,13 +54,37 @@ def test_grounding_scores_parse_each_answer_back_to_original_pixels(tmp_path):
 
 def test_classification_scores_parse_free_text_to_classes(tmp_path):
     classes = ["ball", "crate", "tent"]
-    rows = [{"label": "ball", "classes": classes, "base": "red; circle", "prediction": "It's a ball."},
-            {"label": "tent", "classes": classes, "base": "tent", "prediction": "crate"}]
+    rows = [{"label": "ball", "classes": classes, "aliases": {}, "base": "red; circle", "prediction": "It's a ball."},
+            {"label": "tent", "classes": classes, "aliases": {}, "base": "tent", "prediction": "crate"}]
     scores = TASKS["classification"].score(rows, tmp_path)
     assert scores["fine_tuned"]["accuracy"] == 0.5
     assert scores["fine_tuned"]["confusion"] == [[1, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0]]
     assert scores["base"]["confusion"] == [[0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 1, 0]]
     assert (tmp_path / "confusion_fine_tuned.png").is_file()
+
+
+def test_classification_scores_read_plural_answers_and_the_runs_aliases(tmp_path):
+    record = {"label": "ants", "classes": ["ants", "bees"], "aliases": {"formica": "ants"}}
+    reference = TASKS["classification"].reference(record, QWEN2)
+    assert reference == record
+    rows = [reference | {"base": "It is a bee.", "prediction": "ant"},
+            reference | {"base": "ants and bees", "prediction": "Una formica."}]
+    scores = TASKS["classification"].score(rows, tmp_path)
+    assert scores["fine_tuned"]["accuracy"] == 1.0
+    assert scores["base"]["confusion"] == [[0, 1, 1], [0, 0, 0]]  # 'a bee' for ants, then two classes: unparsed
+    assert TASKS["classification"].reference({"label": "ants", "classes": ["ants"]}, QWEN2)["aliases"] == {}
+
+
+def test_vqa_scores_of_soft_scores_are_the_score_of_the_predicted_answer(tmp_path):
+    record = {"answers": ["net", "netting"], "answer_scores": {"net": 0.9, "netting": 0.3}}
+    reference = TASKS["vqa"].reference(record, QWEN2)
+    assert reference == record
+    rows = [reference | {"base": "Netting.", "prediction": "a net"},
+            {"answers": ["2"] * 10, "base": "fence", "prediction": "two"}]
+    scores = TASKS["vqa"].score(rows, tmp_path)
+    assert scores["fine_tuned"]["vqa_accuracy"] == pytest.approx((0.9 + 1.0) / 2)
+    assert scores["base"]["vqa_accuracy"] == pytest.approx((0.3 + 0.0) / 2)
+    assert TASKS["vqa"].reference({"answers": ["2"] * 10}, QWEN2) == {"answers": ["2"] * 10}
 
 
 def test_vqa_scores_use_the_official_accuracy_and_exact_match_for_single_answers(tmp_path):

@@ -7,7 +7,7 @@ about 1.8 MB of cache per example and most of their training time. Images are re
 import torch
 from PIL import Image
 
-from .images import model_view
+from .images import model_view, stored_size
 
 IGNORE_INDEX = -100
 
@@ -76,13 +76,7 @@ def count_tokens(processor, messages: list[dict]) -> int:
     every resize rule the processor has (Qwen's min/max pixels included).
     """
     text = training_text(processor, messages)
-    sizes = []
-    for image in images_of(messages):
-        if isinstance(image, Image.Image):
-            sizes.append((image.height, image.width))
-        else:
-            with Image.open(image) as opened:  # reads the header only
-                sizes.append((opened.height, opened.width))
+    sizes = [stored_size(image)[::-1] for image in images_of(messages)]  # (height, width), as the processor asks
     n_text = len(processor.tokenizer(text)["input_ids"])  # as the processor tokenizes: LLaVA's BOS included
     if not sizes:
         return n_text

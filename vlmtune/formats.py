@@ -18,6 +18,17 @@
    A vqa CSV may add a `turns` column: a LLaVA conversation of several questions (data2csv.py --source llava), as a
    JSON list of {"from": "human" | "gpt", "value": text} without LLaVA's <image> token. The conversation is made from
    `turns`, and its record's answers are the last gpt answer: test.py asks the last question after the earlier turns.
+   A vqa CSV may add an `answer_scores` column instead: a JSON object of each answer's soft score, 0 < score <= 1,
+   as LXMERT-style files hold them (data2csv.py --source lxmert), its keys the answers in `answers`:
+
+       id,image_path,question,answers,answer_scores
+       458752000,images/458752.jpg,What is this photo taken looking through?,"[""net""]","{""net"": 1}"
+
+   Any CSV may end with a `split` column: the split the source publishes the row in, train, val or test (empty: none
+   given), which csv2json.py keeps (split_rows). data2csv.py writes it where the source names a split:
+
+       id,image_path,caption,split
+       125870_88366,images/125870.jpg,An airport filled with large passenger jets parked next to each other.,train
 
 2. A conversation record, the JSON of the popular Qwen2-VL tutorials (csv2json.py writes a list of them to train.json
    and val.json). Image paths sit between vision markers, relative to the JSON file's folder, or absolute. After an
@@ -31,13 +42,15 @@
           {"from": "assistant", "value": "A large red circle at the top left."}]}
 
        classification: user "Which of these is in the picture: cat, dog, horse? Answer with one of them."
-                       (every label of the CSV, sorted), assistant "dog"; "label": "dog", "classes": [...]
+                       (every label of the CSV, sorted), assistant "dog"; "label": "dog", "classes": [...], and
+                       "aliases": {"cane": "dog"} when csv2json.py has --class_aliases
        grounding:      user "Locate person in the image and give its bounding box.", assistant
                        '[{"bbox_2d": [120, 133, 333, 632], "label": "person"}]' in integer pixels of the original
                        image (model-neutral: training rewrites it in each model's own convention, vlmtune/boxes.py);
                        "box": [120.46, 133.32, 332.77, 631.9], "image_size": [480, 640], "expression": "person"
        vqa:            user the question, assistant the most common answer (ties: the first); "answers": [...];
-                       with `turns`, the user and assistant turns of that conversation, the image in the first one
+                       with `turns`, the user and assistant turns of that conversation, the image in the first one;
+                       with `answer_scores`, the answer of the highest score (ties: the first) and "answer_scores"
 
 3. Chat-template messages, what the processor's `apply_chat_template` takes (to_messages builds them from a record;
    image paths are absolute; keys other than "id" and "conversations" are left to the caller):
@@ -50,9 +63,11 @@ Nothing here imports torch, nor anything of vlmtune but boxes.check_box; images 
 """
 
 import csv
+import io
 import json
 import os
 import random
+import shutil
 from collections import Counter
 
 from PIL import Image
@@ -67,6 +82,10 @@ CSV_COLUMNS = {
     "vqa": ("id", "image_path", "question", "answers"),
 }
 TURNS_COLUMN = "turns"
+SCORES_COLUMN = "answer_scores"  # a vqa CSV's soft scores, {answer: score}
+SPLIT_COLUMN = "split"  # any CSV's published split of the row: one of SPLITS, or empty (not given)
+SPLITS = ("train", "val", "test")
+OPTIONAL_COLUMNS = (TURNS_COLUMN, SCORES_COLUMN, SPLIT_COLUMN)  # in this order after the task's, where rows hold them
 BOX_COLUMNS = ("x1", "y1", "x2", "y2")
 VISION_START = "<|vision_start|>"
 VISION_END = "<|vision_end|>"
@@ -96,13 +115,16 @@ def read_csv(path, task) -> list[dict]:
 
 def record_to_row(record, image_path, task) -> dict:
     """The data.csv row of a record of vlmtune/sources.py whose image is saved at `image_path`."""
-    return {"id": record["id"], "image_path": image_path, **_CELLS[task](record)}
+    split = {SPLIT_COLUMN: record["split"]} if record.get("split") else {}
+    return {"id": record["id"], "image_path": image_path, **_CELLS[task](record), **split}
 
 
 def _vqa_cells(record) -> dict:
     cells = {"question": record["question"], "answers": json.dumps(record["answers"], ensure_ascii=False)}
     if "turns" in record:  # a LLaVA conversation
         cells[TURNS_COLUMN] = json.dumps(record["turns"], ensure_ascii=False)
+    if "answer_scores" in record:  # soft scores of an LXMERT-style file
+        cells[SCORES_COLUMN] = json.dumps(record["answer_scores"], ensure_ascii=False)
     return cells
 
 
@@ -156,14 +178,19 @@ def _grounding(row, prompt, classes):
 
 def _vqa(row, prompt, classes):
     answers = json.loads(row["answers"])
+    scores = {}
     if row.get(TURNS_COLUMN):
         turns = json.loads(row[TURNS_COLUMN])
         exchanges = [(turns[i]["value"], turns[i + 1]["value"]) for i in range(0, len(turns), 2)]
         # test.py asks the model the last question, after the earlier turns: that is the answer it is scored on.
         answers = [exchanges[-1][1]]
+    elif row.get(SCORES_COLUMN):
+        scores = {"answer_scores": json.loads(row[SCORES_COLUMN])}
+        best = max(answers, key=lambda answer: scores["answer_scores"][answer])  # max keeps the first of ties
+        exchanges = [(row["question"], best)]
     else:
         exchanges = [(row["question"], most_common_answer(answers))]
-    return exchanges, {"answers": answers}
+    return exchanges, {"answers": answers, **scores}
 
 
 # task -> (row, caption prompt, classes) -> ([(user text, assistant text), ...], the record's scoring keys)
@@ -185,13 +212,23 @@ def row_to_conversation(row, task, image_path_for_json, prompt, classes=()) -> d
     return {"id": row["id"], "task": task, "conversations": conversations, **extra}
 
 
-def rows_to_conversations(rows, task, prompt) -> list[dict]:
+def rows_to_conversations(rows, task, prompt, aliases=None) -> list[dict]:
     """The conversation record of each row, in order, its image path kept as the CSV holds it (the JSON sits beside).
 
     A classification question lists the labels of all `rows`, sorted, so that train and validation share one list.
+    `aliases` (classification: other names of the classes, {"formica": "ants"}) go into every record as "aliases",
+    for scoring to read answers by; ValueError when one names a class that no row has.
     """
     classes = sorted({row["label"] for row in rows}) if task == "classification" else []
-    return [row_to_conversation(row, task, row["image_path"], prompt, classes) for row in rows]
+    records = [row_to_conversation(row, task, row["image_path"], prompt, classes) for row in rows]
+    if aliases:
+        unknown = {alias: cls for alias, cls in aliases.items() if cls not in classes}
+        if unknown:
+            raise ValueError(f"--class_aliases {unknown}: no row of data.csv has that label (its labels: "
+                             f"{', '.join(classes)})")
+        for record in records:
+            record["aliases"] = dict(aliases)
+    return records
 
 
 def check_row(row, csv_dir, task) -> str | None:
@@ -199,6 +236,8 @@ def check_row(row, csv_dir, task) -> str | None:
     caller's job."""
     if not row["id"].strip():
         return "empty id"
+    if row.get(SPLIT_COLUMN, "") not in ("", *SPLITS):
+        return f"split {row[SPLIT_COLUMN]!r} is none of {', '.join(SPLITS)} (or empty: not given)"
     reason = _CHECKS[task](row)
     if reason is not None:
         return reason
@@ -260,7 +299,21 @@ def _check_question(row) -> str | None:
         return f"answers must be a non-empty JSON list of strings, got {row['answers']!r}"
     if not all(answer.strip() for answer in answers):
         return f"an empty answer in answers: {row['answers']!r}"
+    if row.get(SCORES_COLUMN):
+        return _check_scores(row[SCORES_COLUMN], answers)
     return _check_turns(row[TURNS_COLUMN]) if row.get(TURNS_COLUMN) else None
+
+
+def _check_scores(text, answers) -> str | None:
+    try:
+        scores = json.loads(text)
+    except json.JSONDecodeError as error:
+        return f"answer_scores is not JSON ({error}): {text!r}"
+    if not (isinstance(scores, dict) and sorted(scores) == sorted(answers)):
+        return f"answer_scores must be a JSON object of a score for each of the answers {answers}, got {text!r}"
+    if not all(type(score) in (int, float) and 0 < score <= 1 for score in scores.values()):  # JSON's true is no score
+        return f"every score in answer_scores must be a number, 0 < score <= 1, got {text!r}"
+    return None
 
 
 def _check_turns(text) -> str | None:
@@ -303,6 +356,50 @@ def split_by_image(items, val_size, seed) -> tuple[list, list]:
     train = [item for index, item in enumerate(items) if index not in in_val]
     val = [item for index, item in enumerate(items) if index in in_val]
     return train, val
+
+
+def split_rows(rows, val_size, seed) -> tuple[dict[str, list], list[str], list[tuple[dict, str]]]:
+    """Where checked CSV rows go, as csv2json.py writes them: ({"train": rows, "val": rows[, "test": rows]}, the lines
+    that say how, the rows left out with the reason).
+
+    Rows that name no split (the `split` column empty or absent) count as train, unless no row names one. Then:
+    - one split, or none: split_by_image splits the rows at random (seeded, by image, `val_size` held out);
+    - two or three: as published. The first of train, val, test that the rows have goes to "train", the next to
+      "val" (what test.py scores), a third to "test": train and test make train.json and val.json, val and test too.
+    An image in two splits would be trained on and scored: its rows stay in the later split (train, val, test) only,
+    and its rows in the others are left out.
+    """
+    given = [row.get(SPLIT_COLUMN, "") for row in rows]
+    if not any(given):
+        train, val = split_by_image(rows, val_size, seed)
+        return {"train": train, "val": val}, [f"split: random, seeded (--split_seed {seed}), by image"], []
+    unnamed = [f"  {given.count('')} rows name no split: they count as train"] if "" in given else []
+    named = [split or "train" for split in given]
+    paths = [os.path.normpath(row["image_path"]) for row in rows]
+    last = {}
+    for path, split in zip(paths, named):
+        last[path] = max(last.get(path, split), split, key=SPLITS.index)
+    kept, left_out = {split: [] for split in SPLITS}, []
+    for row, path, split in zip(rows, paths, named):
+        if last[path] == split:
+            kept[split].append(row)
+        else:
+            left_out.append((row, f"its image is in the {last[path]} split too: kept there, left out of {split}"))
+    present = [split for split in SPLITS if kept[split]]
+    counts = ", ".join(f"{split} {len(kept[split])}" for split in present)
+    if len(present) == 1:
+        train, val = split_by_image(kept[present[0]], val_size, seed)
+        return {"train": train, "val": val}, [f"split: random, seeded (--split_seed {seed}), by image, as data.csv "
+                                              f"names one split only ({counts})", *unnamed], left_out
+    sides = dict(zip(SPLITS, (kept[split] for split in present)))
+    lines = [f"split: as published ({counts})", *unnamed]
+    moved = [f"{side}.json holds the {split} split" for side, split in zip(SPLITS, present) if side != split]
+    if moved:
+        missing = [split for split in SPLITS[:len(present)] if split not in present]
+        lines.append(f"  {', '.join(moved)}: data.csv has no {' and no '.join(missing)} split")
+    if "test" in sides:
+        lines.append("  test.json holds the test split, which test.py does not score (it scores val.json)")
+    return sides, lines, left_out
 
 
 def _images_of(item) -> list[str]:
@@ -418,6 +515,39 @@ def write_atomically(path, text: str):
     with open(temporary, "w", encoding="utf-8", newline="") as f:
         f.write(text)
     os.replace(temporary, path)
+
+
+def write_csv(path, rows, task):
+    """Write data.csv (atomically): the task's columns, then those of OPTIONAL_COLUMNS that any row holds."""
+    rows = list(rows)
+    optional = [name for name in OPTIONAL_COLUMNS if any(name in row for row in rows)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*CSV_COLUMNS[task], *optional])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomically(path, buffer.getvalue())
+
+
+def save_image(record, out) -> str:
+    """Write the record's image once under images/<image_id>.<ext>, atomically; return its path relative to `out`.
+    A rendered image is written as PNG, a decoded JPEG as JPEG, a file copied as it is."""
+    image = record["image"]
+    if isinstance(image, str):
+        extension = os.path.splitext(image)[1].lower()
+    else:
+        extension = ".jpg" if image.format == "JPEG" else ".png"  # a rendered image has no format: keep it lossless
+    relative = f"images/{record['image_id']}{extension}"
+    path = os.path.join(out, relative)
+    if not os.path.isfile(path):  # else written for another caption of this image, or by an interrupted run
+        temporary = path + ".tmp"
+        if isinstance(image, str):
+            shutil.copyfile(image, temporary)
+        elif extension == ".jpg":
+            image.save(temporary, format="JPEG", quality=95)
+        else:
+            image.save(temporary, format="PNG")
+        os.replace(temporary, path)
+    return relative
 
 
 def load_conversations(json_path) -> list[dict]:

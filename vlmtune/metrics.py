@@ -2,7 +2,7 @@
 
 - text: `normalize_text`, `exact_match`, `exact_match_any`
 - captions: `tokenize_caption`, `caption_scores` (BLEU-1..4 and CIDEr from pycocoevalcap, without Java)
-- VQA: `normalize_vqa_answer`, `vqa_accuracy`, `vqa_score` (the official VQA v2 / OK-VQA accuracy)
+- VQA: `normalize_vqa_answer`, `vqa_accuracy`, `vqa_score` (the official VQA v2 / OK-VQA accuracy), `vqa_soft_accuracy`
 - classification: `parse_class`, `classification_report`, `save_confusion_matrix`
 - grounding: `box_iou`, `grounding_scores`
 
@@ -162,6 +162,20 @@ def vqa_accuracy(prediction: str, human_answers: list[str]) -> float:
     return sum(min((sum(matches) - left_out) / 3, 1.0) for left_out in matches) / len(matches)
 
 
+def vqa_soft_accuracy(prediction: str, answer_scores: dict[str, float]) -> float:
+    """The soft score of the predicted answer, 0.0 when it has none: how LXMERT evaluates its VQA files, whose
+    "label" holds {answer: score} (https://github.com/airsplay/lxmert/blob/master/src/tasks/vqa_data.py, VQAEvaluator).
+
+    Those files were made from the ten human answers with scores 0.3, 0.6, 0.9 and 1 for an answer that 1, 2, 3 and 4
+    or more humans gave: `vqa_accuracy`'s average over the ten leave-one-out subsets for those counts, so this equals
+    the official accuracy, but for answers the file's maker left out (LXMERT keeps only those of its answer
+    vocabulary), which score 0. Answers and prediction get the official processing (normalize_vqa_answer).
+    """
+    prediction = normalize_vqa_answer(prediction)
+    return max((score for answer, score in answer_scores.items() if normalize_vqa_answer(answer) == prediction),
+               default=0.0)
+
+
 def vqa_score(predictions: list[str], answers: list[list[str]]) -> float:
     """The mean `vqa_accuracy` over questions (one prediction and its list of human answers per question)."""
     _check_parallel(predictions, answers)
@@ -172,27 +186,67 @@ def vqa_score(predictions: list[str], answers: list[list[str]]) -> float:
 
 # Chinese, Japanese and Korean write no spaces between words, so their names can only match as substrings.
 _NO_SPACES_SCRIPT = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_SIBILANT_ENDINGS = ("s", "x", "z", "ch", "sh")  # these take -es in the plural: box -> boxes
+# Plurals that no rule makes, both ways (singular -> plural).
+IRREGULAR_PLURALS = {"child": "children", "foot": "feet", "goose": "geese", "louse": "lice", "man": "men",
+                     "mouse": "mice", "ox": "oxen", "person": "people", "tooth": "teeth", "woman": "women"}
+
+
+def _word_forms(word: str) -> set[str]:
+    """The word with its English plural and, should it be a plural, its singular by the simple rules: -s, -es (after
+    s, x, z, ch, sh), -ies (after a consonant), and IRREGULAR_PLURALS: "bee" -> {"bee", "bees"}, "ants" ->
+    {"ants", "ant", ...}, "butterfly" -> {"butterfly", "butterflies"}. A rule that does not fit the word makes a form
+    no answer writes ("ants" -> "antses"), which is harmless."""
+    forms = {word}
+    if re.search(r"[^aeiou]y$", word):
+        forms.add(word[:-1] + "ies")
+    else:
+        forms.add(word + ("es" if word.endswith(_SIBILANT_ENDINGS) else "s"))
+    if word.endswith("ies"):
+        forms.update({word[:-3] + "y", word[:-1]})  # butterflies -> butterfly, movies -> movie
+    elif word.endswith("es") and word[:-2].endswith(_SIBILANT_ENDINGS):
+        forms.update({word[:-2], word[:-1]})  # boxes -> box, horses -> horse
+    elif word.endswith("s"):
+        forms.add(word[:-1])
+    forms.update(plural for singular, plural in IRREGULAR_PLURALS.items() if singular == word)
+    forms.update(singular for singular, plural in IRREGULAR_PLURALS.items() if plural == word)
+    return forms
+
+
+def _name_forms(name: str) -> set[str]:
+    """A class name as answers write it: its last word singular or plural ("sea lion" -> "sea lions")."""
+    if _NO_SPACES_SCRIPT.search(name):
+        return {name}
+    *first, last = name.split(" ")
+    return {" ".join([*first, form]) for form in _word_forms(last)}
 
 
 def _name_pattern(name: str) -> re.Pattern:
     if _NO_SPACES_SCRIPT.search(name):
         return re.compile(re.escape(name))
-    plural = "(?:es)?" if name.endswith(("s", "x", "z", "ch", "sh")) else "s?"
-    return re.compile(rf"(?<!\w){re.escape(name)}{plural}(?!\w)")
+    return re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
 
 
 def parse_class(text: str, classes: list[str], aliases: dict[str, str] | None = None) -> str | None:
-    """The one class a free-text answer names: "It's a Cat." -> "cat", "Two spiders" -> "spider", and "这是猫" ->
-    "cat" with aliases {"猫": "cat"}. None when it names no class, or names two different ones ("a cat or a dog").
+    """The one class a free-text answer names: "It's a Cat." -> "cat", "Two spiders" -> "spider", "It is a bee." ->
+    "bees" (class folders are often plural), and "这是猫" -> "cat" with aliases {"猫": "cat"}. None when it names no
+    class, or names two different ones ("a cat or a dog").
 
-    Matching ignores case, takes whole words (an optional plural s/es) and prefers the longest name, so with classes
-    "lion" and "sea lion", "a sea lion" is "sea lion". `aliases` maps other names or languages to a class.
+    Matching ignores case and takes whole words, the name's last word in the singular or the plural (_word_forms), and
+    prefers the longest name, so with classes "lion" and "sea lion", "a sea lion" is "sea lion". `aliases` maps other
+    names or languages to a class, and their plurals count too. A name as written wins over another class's singular or
+    plural of it (classes "glass" and "glasses"), and a singular or plural that two classes share names neither.
     """
     aliases = aliases or {}
     unknown = sorted(set(aliases.values()) - set(classes))
     if unknown:
         raise ValueError(f"aliases point to {unknown}, which are not among the classes {classes}")
-    class_of = {name.lower(): cls for name, cls in [*((c, c) for c in classes), *aliases.items()]}
+    written = {" ".join(name.lower().split()): cls for name, cls in [*((c, c) for c in classes), *aliases.items()]}
+    owners: dict[str, set[str]] = {}
+    for name, cls in written.items():
+        for form in _name_forms(name):
+            owners.setdefault(form, set()).add(cls)
+    class_of = {form: next(iter(named)) for form, named in owners.items() if len(named) == 1} | written
     text = " ".join(text.lower().split())
     claimed: list[tuple[int, int]] = []
     named = set()

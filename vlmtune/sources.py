@@ -14,7 +14,11 @@ and what its task learns (vlmtune/formats.py turns each into a row of data.csv):
     grounding       "expression": "person", "box": (120.46, 133.32, 332.77, 631.9), "width": 480, "height": 640
                     (x1, y1, x2, y2 in pixels of the image, whose width and height follow)
     vqa             "question": "What is this photo taken looking through?", "answers": ["net", "net", ...]
-                    (and, from a LLaVA file, "turns": the whole conversation)
+                    (and, from a LLaVA file, "turns": the whole conversation; from an LXMERT-style file,
+                    "answer_scores": {"net": 1, ...}, each answer's soft score)
+
+A record may name the split its source publishes it in, "split": "train" | "val" | "test" (folder_classification's
+split folders); data2csv.py gives the others theirs, from the file's or the hub split's name (vlmtune/splits.py).
 
 Every `limit` counts records, not images; 0 means all. Texts are stripped of surrounding whitespace (COCO's captions
 often end with a space). A reader of local files is given a `skipped` list: a record it cannot use is not yielded, and
@@ -28,11 +32,27 @@ import itertools
 import json
 import os
 import re
+from collections import Counter
 
 from PIL import Image
 
 from vlmtune import world
 from vlmtune.boxes import check_box
+from vlmtune.formats import SPLITS
+from vlmtune.splits import split_of_folder, split_of_name
+
+# coco_grounding's reason for an object whose category appears more than once in its image.
+NOT_PICKED_OUT = "its category appears more than once in the image: the expression (the name) would not pick it out"
+
+
+def notes(skipped: list) -> list[str]:
+    """Summary lines about what the readers left out on purpose (data2csv.py prints them)."""
+    not_picked_out = sum(reason == NOT_PICKED_OUT for _, reason in skipped)
+    if not not_picked_out:
+        return []
+    return [f"left out {not_picked_out} objects whose category appears more than once in their image: the "
+            "expression would not pick them out; use RefCOCO/RefCOCOg expressions (--source huggingface "
+            "--dataset_id lmms-lab/RefCOCOg) for those"]
 
 # Animals-10 (https://www.kaggle.com/datasets/alessiocorrado99/animals10) names its class folders in Italian.
 ANIMALS10_LABELS = {
@@ -240,21 +260,25 @@ def coco_captions(annotations_json: str, images_dir: str, skipped: list, limit: 
 
 
 def coco_grounding(annotations_json: str, images_dir: str, skipped: list, limit: int = 0):
-    """Grounding records of an official COCO instances file (instances_train2017.json), one a non-crowd annotation:
-    the expression is its category's name, the box COCO's [x, y, width, height] as x1, y1, x2, y2 (2 decimals, COCO's
-    precision), and the width and height those of its entry in "images". The first of coco-mini's:
+    """Grounding records of an official COCO instances file (instances_train2017.json), one an object that is the only
+    one of its category in its image: the expression is the category's name, the box COCO's [x, y, width, height] as
+    x1, y1, x2, y2 (2 decimals, COCO's precision), and the width and height those of its entry in "images". The first
+    of coco-mini's:
 
     {"id": "535506_441444", "image_id": "535506", "image": "<images_dir>/000000535506.jpg", "expression": "person",
      "box": (120.46, 133.32, 332.77, 631.9), "width": 480, "height": 640}
 
-    An image that holds several objects of one category gives records with one expression and different boxes.
-    Not yielded, with (id, reason) appended to `skipped`: a crowd annotation (iscrowd 1: its box covers a group), an
-    unknown image_id or category_id, a missing image file, a box that boxes.check_box rejects.
+    "Locate person" in a photo of three people has three true boxes and one target: such an object is not yielded,
+    and (id, NOT_PICKED_OUT) is appended to `skipped` (a crowd annotation of the category counts as another object:
+    it covers more of them). RefCOCO/RefCOCOg's expressions pick those objects out (huggingface_grounding).
+    Not yielded either, with (id, reason) appended to `skipped`: a crowd annotation (iscrowd 1: its box covers a
+    group), an unknown image_id or category_id, a missing image file, a box that boxes.check_box rejects.
     """
     coco = _read_json(annotations_json, ("images", "annotations", "categories"),
                       "a COCO instances file (instances_*.json; a captions_*.json is for --task caption)")
     images = {image["id"]: image for image in coco["images"]}
     names = {category["id"]: category["name"] for category in coco["categories"]}
+    objects = Counter((annotation["image_id"], annotation["category_id"]) for annotation in coco["annotations"])
     count = 0
     for index, annotation in enumerate(coco["annotations"]):
         if "bbox" not in annotation:
@@ -273,6 +297,8 @@ def coco_grounding(annotations_json: str, images_dir: str, skipped: list, limit:
             skipped.append((record_id, f"image_id {annotation['image_id']} is not in the file's images"))
         elif annotation["category_id"] not in names:
             skipped.append((record_id, f"category_id {annotation['category_id']} is not in the file's categories"))
+        elif objects[annotation["image_id"], annotation["category_id"]] > 1:
+            skipped.append((record_id, NOT_PICKED_OUT))
         elif not os.path.isfile(path):
             skipped.append((record_id, f"image file missing: {path}"))
         elif (reason := check_box(box, (image["width"], image["height"]))) is not None:
@@ -292,21 +318,38 @@ def read_label_map(spec: str) -> dict:
         return {}
     if spec == "animals10":
         return dict(ANIMALS10_LABELS)
-    where = "--label_map"
-    text = spec
-    if not spec.lstrip().startswith("{"):
-        if not os.path.isfile(spec):
-            raise ValueError(f"--label_map {spec!r} is neither animals10, nor inline JSON, nor a file")
-        where = f"--label_map {spec}"
-        with open(spec, encoding="utf-8") as f:
-            text = f.read()
-    try:
-        labels = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: not valid JSON ({error})") from None
+    where, labels = _inline_or_file_json("--label_map", spec, "neither animals10, nor inline JSON, nor a file")
     if not (isinstance(labels, dict) and all(isinstance(label, str) and label.strip() for label in labels.values())):
         raise ValueError(f'{where}: expected a JSON object of folder name -> label, e.g. {{"cane": "dog"}}')
     return {folder: label.strip() for folder, label in labels.items()}
+
+
+def _inline_or_file_json(flag: str, spec: str, neither: str):
+    """(how to name it in a message, the JSON value) of a flag that takes inline JSON or the path of a JSON file."""
+    if spec.lstrip().startswith("{"):
+        where, text = flag, spec
+    elif os.path.isfile(spec):
+        where = f"{flag} {spec}"
+        with open(spec, encoding="utf-8") as f:
+            text = f.read()
+    else:
+        raise ValueError(f"{flag} {spec!r} is {neither}")
+    try:
+        return where, json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not valid JSON ({error})") from None
+
+
+def read_class_aliases(spec: str) -> dict:
+    """Other names of the classes that answers may use, as --class_aliases gives them: "" (none), inline JSON
+    ('{"formica": "ants", "蚂蚁": "ants"}') or the path of a JSON file holding such an object: name -> class."""
+    if not spec:
+        return {}
+    where, aliases = _inline_or_file_json("--class_aliases", spec, "neither inline JSON nor a file")
+    if not (isinstance(aliases, dict) and all(name.strip() and isinstance(cls, str) and cls.strip()
+                                              for name, cls in aliases.items())):
+        raise ValueError(f'{where}: expected a JSON object of name -> class, e.g. {{"formica": "ants"}}')
+    return {name.strip(): cls.strip() for name, cls in aliases.items()}
 
 
 def folder_classification(folder_dir: str, labels: dict, skipped: list, limit: int = 0):
@@ -321,22 +364,57 @@ def folder_classification(folder_dir: str, labels: dict, skipped: list, limit: i
     every class alike. Not yielded, with (id, reason) appended to `skipped`: every file of a class folder that `labels`
     does not name, a file that is no image by its extension (csv2json.py decodes the others), a folder inside a class
     folder, a file beside the class folders.
+
+    A folder holding split folders, each holding class folders (ImageFolder's train/ and val/, Animals-10's
+    train_data/ and test_data/: a folder that splits.split_of_folder names a split, and `labels` no class), gives the
+    records of each split folder in turn (train, val, test), a `limit` for each, with the split folder in the id:
+
+    {"id": "test_data/cane/1.jpeg", "image_id": "test_data-cane-1", "image": "<folder_dir>/test_data/cane/1.jpeg",
+     "label": "dog", "split": "test"}
+
+    and what sits beside the split folders is not read but reported.
     """
-    image_extensions = {extension for extension, kind in Image.registered_extensions().items() if kind in Image.OPEN}
+    entries = sorted(os.listdir(folder_dir))
+    named = [(name, split_of_folder(name)) for name in entries
+             if os.path.isdir(os.path.join(folder_dir, name)) and name not in labels]
+    parts = sorted([(name, split) for name, split in named if split], key=lambda part: SPLITS.index(part[1]))
+    if parts:
+        beside = f"beside the split folders {', '.join(name for name, _ in parts)}: not read (class folders go in them)"
+        skipped.extend((name, beside) for name in entries if name not in dict(parts))
+    else:
+        parts = [("", "")]  # the class folders are in folder_dir itself
+    files = {name: _class_files(os.path.join(folder_dir, name), name, labels, skipped) for name, _ in parts}
+    if not any(files.values()):
+        raise ValueError(f"{folder_dir} holds no class folder: --folder_dir needs one folder of images per class "
+                         "(Animals-10's raw-img/ holds cane/, gatto/, ...), or split folders holding them "
+                         "(train/cane/, val/cane/, ...)")
+    for name, split in parts:
+        for record in _take_turns(os.path.join(folder_dir, name), name, files[name], labels, skipped, limit):
+            yield {**record, "split": split} if split else record
+
+
+def _class_files(folder_dir: str, prefix: str, labels: dict, skipped: list) -> dict[str, list[str]]:
+    """The file names in each class folder of folder_dir that `labels` names (every one, when empty), the others and
+    the files beside the class folders reported in `skipped`, their ids after `prefix`/ (a split folder)."""
     entries = sorted(os.listdir(folder_dir))
     classes = [name for name in entries if os.path.isdir(os.path.join(folder_dir, name))]
-    if not classes:
-        raise ValueError(f"{folder_dir} holds no folder: --folder_dir needs one folder of images per class "
-                         "(Animals-10's raw-img/ holds cane/, gatto/, ...)")
-    skipped.extend((name, "a file beside the class folders, not in one") for name in entries if name not in classes)
+    at = f"{prefix}/" if prefix else ""
+    skipped.extend((f"{at}{name}", "a file beside the class folders, not in one")
+                   for name in entries if name not in classes)
     files = {}
     for folder in classes:
         names = sorted(os.listdir(os.path.join(folder_dir, folder)))
         if labels and folder not in labels:
-            skipped.extend((f"{folder}/{name}", f"unknown class folder {folder!r}: name it in --label_map to read it")
-                           for name in names)
+            skipped.extend((f"{at}{folder}/{name}", f"unknown class folder {folder!r}: name it in --label_map to read "
+                                                    "it") for name in names)
         else:
             files[folder] = names
+    return files
+
+
+def _take_turns(folder_dir: str, prefix: str, files: dict, labels: dict, skipped: list, limit: int):
+    """The records of `files` (_class_files), the classes taking turns, at most `limit` (0: all)."""
+    image_extensions = {extension for extension, kind in Image.registered_extensions().items() if kind in Image.OPEN}
     count = 0
     for turn in itertools.zip_longest(*files.values()):
         for folder, name in zip(files, turn):
@@ -344,6 +422,8 @@ def folder_classification(folder_dir: str, labels: dict, skipped: list, limit: i
                 continue
             record_id, path = f"{folder}/{name}", os.path.join(folder_dir, folder, name)
             stem, extension = os.path.splitext(name)
+            if prefix:
+                record_id = f"{prefix}/{record_id}"
             if os.path.isdir(path):
                 skipped.append((record_id, "a folder inside a class folder: images must sit in the class folder"))
             elif extension.lower() not in image_extensions:
@@ -352,12 +432,22 @@ def folder_classification(folder_dir: str, labels: dict, skipped: list, limit: i
                 return
             else:
                 count += 1
-                yield {"id": record_id, "image_id": f"{folder}-{stem}", "image": path,
-                       "label": labels.get(folder, folder)}
+                image_id = f"{prefix}-{folder}-{stem}" if prefix else f"{folder}-{stem}"
+                yield {"id": record_id, "image_id": image_id, "image": path, "label": labels.get(folder, folder)}
 
 
 # A COCO image file ends in its 12-digit image id: COCO_train2014_000000000009.jpg (2014), 000000000009.jpg (2017).
 _COCO_IMAGE_FILE = re.compile(r"(\d{12})\.(?:jpe?g|png)$", re.IGNORECASE)
+
+
+def _coco_image_files(images_dir: str) -> dict[int, str]:
+    """image id -> the name of its file in images_dir (the first, sorted, of several)."""
+    files = {}
+    for name in sorted(os.listdir(images_dir)):
+        match = _COCO_IMAGE_FILE.search(name)
+        if match:
+            files.setdefault(int(match[1]), name)
+    return files
 
 
 def vqa_questions(questions_json: str, annotations_json: str, images_dir: str, skipped: list, limit: int = 0):
@@ -376,11 +466,7 @@ def vqa_questions(questions_json: str, annotations_json: str, images_dir: str, s
     questions = _read_json(questions_json, ("questions",), "a VQA questions file (OpenEnded_*_questions.json)")
     annotations = _read_json(annotations_json, ("annotations",), "a VQA annotations file (*_annotations.json)")
     answers_of = {annotation["question_id"]: annotation["answers"] for annotation in annotations["annotations"]}
-    files = {}
-    for name in sorted(os.listdir(images_dir)):
-        match = _COCO_IMAGE_FILE.search(name)
-        if match:
-            files.setdefault(int(match[1]), name)
+    files = _coco_image_files(images_dir)
     count = 0
     for question in questions["questions"]:
         if limit and count >= limit:
@@ -400,6 +486,135 @@ def vqa_questions(questions_json: str, annotations_json: str, images_dir: str, s
             count += 1
             yield {"id": record_id, "image_id": str(image_id), "image": os.path.join(images_dir, files[image_id]),
                    "question": question["question"].strip(), "answers": [a["answer"].strip() for a in answers]}
+
+
+def lxmert_vqa(lxmert_json: str, images_dir: str, skipped: list, limit: int = 0):
+    """VQA records of an LXMERT-style file (LXMERT's data/vqa/train.json, minival.json, nominival.json, and the OK-VQA
+    files made the same way), one a question, its answers with their soft scores. LXMERT's docstring example
+
+    [{"answer_type": "other", "img_id": "COCO_train2014_000000458752", "label": {"net": 1}, "question_id": 458752000,
+      "question_type": "what is this", "sent": "What is this photo taken looking through?"}, ...]
+
+    gives (the image is the file of images_dir whose name ends in the 12 digits that end img_id)
+
+    {"id": "458752000", "image_id": "458752", "image": "<images_dir>/COCO_train2014_000000458752.jpg",
+     "question": "What is this photo taken looking through?", "answers": ["net"], "answer_scores": {"net": 1}}
+
+    The scores are what each answer earns, 0.3, 0.6, 0.9 and 1 for 1, 2, 3 and 4 or more of the ten humans (the
+    official accuracy of that answer), and an answer is scored by them (metrics.vqa_soft_accuracy). Not yielded, with
+    (id, reason) appended to `skipped`: an empty question, no "label" (LXMERT's test files have none), an empty one
+    (none of the humans' answers is in LXMERT's answer vocabulary), a score that is not a number 0 < score <= 1, an
+    image not in images_dir. ValueError, naming the file: not JSON, not a list, an entry without question_id, img_id
+    or sent.
+    """
+    entries = _load_json(lxmert_json)
+    if not isinstance(entries, list):
+        raise ValueError(f"{lxmert_json}: expected an LXMERT-style file, a list of questions, "
+                         f"found a {type(entries).__name__}")
+    files = _coco_image_files(images_dir)
+    count = 0
+    for number, entry in enumerate(entries, start=1):
+        if limit and count >= limit:
+            return
+        missing = [key for key in ("question_id", "img_id", "sent") if not isinstance(entry, dict) or key not in entry]
+        if missing:
+            raise ValueError(f"{lxmert_json}: entry {number} has no {missing[0]!r}; an LXMERT-style file holds "
+                             '{"question_id", "img_id", "sent", "label"} a question')
+        record_id, label = str(entry["question_id"]), entry.get("label")  # test files have no label
+        digits = re.search(r"(\d{12})$", str(entry["img_id"]))
+        if not entry["sent"].strip():
+            skipped.append((record_id, "empty question"))
+        elif label is None:
+            skipped.append((record_id, "no 'label': no answers to learn (LXMERT's test files have none)"))
+        elif not label:
+            skipped.append((record_id, "an empty 'label': none of its answers is in the file's answer vocabulary"))
+        elif not all(type(score) in (int, float) and 0 < score <= 1 for score in label.values()):
+            skipped.append((record_id, f"a 'label' score that is not a number 0 < score <= 1: {label}"))
+        elif digits is None or int(digits[1]) not in files:
+            skipped.append((record_id, f"no image of img_id {entry['img_id']} in {images_dir} (a file whose name "
+                                       "ends in its 12 digits and .jpg)"))
+        else:
+            count += 1
+            image_id = int(digits[1])
+            scores = {answer.strip(): score for answer, score in label.items()}
+            yield {"id": record_id, "image_id": str(image_id), "image": os.path.join(images_dir, files[image_id]),
+                   "question": entry["sent"].strip(), "answers": list(scores), "answer_scores": scores}
+
+
+def rows_vqa(rows_file: str, images_dir: str, skipped: list, image_column: str = "image",
+             question_column: str = "question", answers_column: str = "answers", limit: int = 0):
+    """VQA records of a file of rows, a JSON list of objects (.json) or an object a line (JSON Lines, .jsonl), each
+    with a question, the path of its image (read against images_dir; empty: as it is) and one answer or a list:
+
+    {"image": "val2014/COCO_val2014_000000393225.jpg", "question": "What is the man holding?", "answers": "a kite"}
+
+    on line 3 of a .jsonl (the third object of a .json's list) gives, its id the row's line (or place in the list):
+
+    {"id": "3", "image_id": "val2014_COCO_val2014_000000393225",
+     "image": "<images_dir>/val2014/COCO_val2014_000000393225.jpg", "question": "What is the man holding?",
+     "answers": ["a kite"]}
+
+    A list of answers is scored as VQA's human answers (ten of them: the official accuracy), a single one by exact
+    match (tasks.score_vqa). A row's "split", when it has one (train, val, test, or a name of one: validation), is the
+    record's. Not yielded, with (id, reason) appended to `skipped`: a line of a .jsonl that is not JSON (the reason
+    says where), a row that is no object or lacks a column, an empty question, answers that are neither a text nor a
+    list of texts, a missing image file, a "split" that names no split. Blank lines hold no row. ValueError, naming
+    the file: a name that ends in neither .json nor .jsonl, a .json that is not JSON (where json says) or not a list.
+    """
+    if rows_file.endswith(".jsonl"):
+        rows = _json_lines(rows_file, skipped)
+    elif rows_file.endswith(".json"):
+        content = _load_json(rows_file)
+        if not isinstance(content, list):
+            raise ValueError(f"{rows_file}: expected a list of rows, found a {type(content).__name__} "
+                             "(a file of one row a line is JSON Lines, read from a .jsonl)")
+        rows = enumerate(content, start=1)
+    else:
+        raise ValueError(f"{rows_file}: give a .json file (a list of rows) or a .jsonl file (one row a line)")
+    columns = (image_column, question_column, answers_column)
+    count = 0
+    for number, row in rows:
+        if limit and count >= limit:
+            return
+        record_id = str(number)
+        missing = [column for column in columns if not isinstance(row, dict) or column not in row]
+        if missing:
+            fields = f"its fields: {sorted(row)}" if isinstance(row, dict) else f"it is a {type(row).__name__}"
+            skipped.append((record_id, f"no {missing[0]!r} column ({fields})"))
+            continue
+        answers = [row[answers_column]] if isinstance(row[answers_column], str) else row[answers_column]
+        image = row[image_column]
+        path = os.path.join(images_dir, image) if isinstance(image, str) and image.strip() else None
+        if not (isinstance(row[question_column], str) and row[question_column].strip()):
+            skipped.append((record_id, f"empty question ({question_column}: {row[question_column]!r})"))
+        elif not (isinstance(answers, list) and answers and all(isinstance(a, str) and a.strip() for a in answers)):
+            skipped.append((record_id, f"{answers_column} must be an answer or a list of them, got "
+                                       f"{row[answers_column]!r}"))
+        elif path is None:
+            skipped.append((record_id, f"{image_column} must be the path of an image file, got {image!r}"))
+        elif not os.path.isfile(path):
+            skipped.append((record_id, f"image file missing: {path}"))
+        elif "split" in row and not split_of_name(str(row["split"])):
+            skipped.append((record_id, f"split {row['split']!r} names none of {', '.join(SPLITS)}"))
+        else:
+            count += 1
+            split = {"split": split_of_name(str(row["split"]))} if "split" in row else {}
+            yield {"id": record_id, "image_id": os.path.splitext(image)[0].strip("/").replace("/", "_"), "image": path,
+                   "question": row[question_column].strip(), "answers": [a.strip() for a in answers], **split}
+
+
+def _json_lines(path: str, skipped: list):
+    """(line number, value) of each line of a JSON Lines file that holds one; a line that is not JSON is appended to
+    `skipped` as (line number, where json stopped), and the lines after it are read."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line.rstrip("\r\n"))
+            except json.JSONDecodeError as error:
+                skipped.append((str(number), f"line {number} of {path} is not JSON: {error.msg} at column "
+                                             f"{error.colno}"))
 
 
 def llava_conversations(llava_json: str, images_dir: str, skipped: list, limit: int = 0):
@@ -423,8 +638,7 @@ def llava_conversations(llava_json: str, images_dir: str, skipped: list, limit: 
     text-only ones), a missing image file, turns that do not alternate human, gpt, ... ending with gpt, an empty turn,
     an id used before in the file.
     """
-    with open(llava_json, encoding="utf-8") as f:
-        entries = json.load(f)
+    entries = _load_json(llava_json)
     if not isinstance(entries, list):
         raise ValueError(f"{llava_json}: expected a LLaVA conversation file, a list of records, "
                          f"found a {type(entries).__name__}")
@@ -455,9 +669,17 @@ def llava_conversations(llava_json: str, images_dir: str, skipped: list, limit: 
         seen.add(record_id)
 
 
-def _read_json(path: str, keys: tuple, what: str) -> dict:
+def _load_json(path: str):
+    """The content of a JSON file; ValueError naming the file and where json stopped when it is not JSON."""
     with open(path, encoding="utf-8") as f:
-        content = json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from None
+
+
+def _read_json(path: str, keys: tuple, what: str) -> dict:
+    content = _load_json(path)
     for key in keys:
         if not isinstance(content, dict) or key not in content:
             raise ValueError(f"{path} has no {key!r}: it is not {what}")

@@ -60,13 +60,19 @@ def score_caption(rows, out_dir):
 # ------------------------------------------------------------------------------------------------ classification
 
 
+def reference_classification(record, model):
+    # "aliases" is in a record when csv2json.py had --class_aliases.
+    return {"label": record["label"], "classes": record["classes"], "aliases": record.get("aliases", {})}
+
+
 def score_classification(rows, out_dir):
-    """Accuracy, per-class precision/recall/F1 and a confusion matrix (PNG) of the answers parsed to a class."""
+    """Accuracy, per-class precision/recall/F1 and a confusion matrix (PNG) of the answers parsed to a class (with
+    the run's --class_aliases: metrics.parse_class)."""
     classes = rows[0]["classes"]
     labels = [row["label"] for row in rows]
     result = {}
     for who, key in (("base", "base"), ("fine_tuned", "prediction")):
-        parsed = [metrics.parse_class(row[key], classes) for row in rows]
+        parsed = [metrics.parse_class(row[key], classes, row["aliases"]) for row in rows]
         report = metrics.classification_report(parsed, labels, classes)
         report["confusion_png"] = str(metrics.save_confusion_matrix(report["confusion"], classes,
                                                                     Path(out_dir) / f"confusion_{who}.png"))
@@ -148,16 +154,26 @@ def draw_gallery(rows, predicted, path, columns: int = 4, max_images: int = 16, 
 # ----------------------------------------------------------------------------------------------------------- vqa
 
 
+def reference_vqa(record, model):
+    reference = {"answers": record["answers"]}
+    if "answer_scores" in record:  # soft scores (data2csv.py --source lxmert)
+        reference["answer_scores"] = record["answer_scores"]
+    return reference
+
+
 def score_vqa(rows, out_dir):
-    """The official VQA accuracy over the ten human answers (exact match after the official normalisation when a
-    question has a single answer, as LLaVA conversations do)."""
-    def accuracy(prediction, answers):
-        if len(answers) == 1:
-            return float(metrics.normalize_vqa_answer(prediction) == metrics.normalize_vqa_answer(answers[0]))
-        return metrics.vqa_accuracy(prediction, answers)
+    """The official VQA accuracy over the human answers (VQA v2 and OK-VQA have ten a question); with soft scores
+    instead (an LXMERT-style file), the score of the predicted answer (metrics.vqa_soft_accuracy); with a single
+    answer (LLaVA conversations, a rows file's one answer), exact match after the official normalisation."""
+    def accuracy(prediction, row):
+        if "answer_scores" in row:
+            return metrics.vqa_soft_accuracy(prediction, row["answer_scores"])
+        if len(row["answers"]) == 1:
+            return float(metrics.normalize_vqa_answer(prediction) == metrics.normalize_vqa_answer(row["answers"][0]))
+        return metrics.vqa_accuracy(prediction, row["answers"])
 
     def score_one(predictions):
-        return {"vqa_accuracy": sum(accuracy(p, row["answers"]) for p, row in zip(predictions, rows)) / len(rows)}
+        return {"vqa_accuracy": sum(accuracy(p, row) for p, row in zip(predictions, rows)) / len(rows)}
     return _for_both(rows, score_one)
 
 
@@ -167,7 +183,7 @@ def _keys(*names):
 
 TASKS = {
     "caption": Task("caption", _unchanged, _keys(), score_caption),
-    "classification": Task("classification", _unchanged, _keys("label", "classes"), score_classification),
+    "classification": Task("classification", _unchanged, reference_classification, score_classification),
     "grounding": Task("grounding", adapt_grounding, reference_grounding, score_grounding),
-    "vqa": Task("vqa", _unchanged, _keys("answers"), score_vqa),
+    "vqa": Task("vqa", _unchanged, reference_vqa, score_vqa),
 }
