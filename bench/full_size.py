@@ -376,8 +376,9 @@ def run(args, fixture: Path, coco: Path, work: Path) -> int:
 
     print(f"\n{args.family}{f' cut to {args.layers} layers' if args.layers else ''}: {n_parameters / 1e9:.2f} B "
           f"parameters, photo {photo.name} (640x480), image tokens {image_tokens} (limits {args.image_min_pixels}.."
-          f"{args.image_max_pixels} pixels), loss {loss:.4f}, greedy tokens of the merged folder and of base + "
-          f"adapter match: {'yes' if match else 'no'}")
+          f"{args.image_max_pixels} pixels), loss {loss:.4f}, greedy tokens of base + adapter and of the merged "
+          f"folder: bf16 {'match' if match else 'differ'}, float32 "
+          f"{'match' if torch.equal(tuned[1], merged_fp32[1]) else 'differ'}")
     print(stages.table())
     if check.failed:
         print(f"\n{len(check.failed)} checks failed:\n  " + "\n  ".join(check.failed))
