@@ -7,7 +7,8 @@
 
 Reads <data_dir>/data.csv (written by data2csv.py for --task) and checks every row: an id that is not empty and not
 repeated, an image that exists and decodes, and the task's labels: a caption or a label that is not empty, a box
-inside the image (of the size the row says), a question with a JSON list of answers. Each good row becomes one
+inside the image (of the size the row says), a question with a JSON list of answers, and no control token of the
+models' tokenizers in any text (<|im_end|>, <image>, ...: vlmtune/text.py). Each good row becomes one
 conversation, the image first in the user's turn (vlmtune/formats.py shows each task's), in <data_dir>/train.json or
 <data_dir>/val.json, all records of one image on the same side. --prompt is the caption task's instruction; the other
 tasks ask a question of their own. Every rejected row is listed with its reason in <data_dir>/rejected.csv, and the
@@ -27,8 +28,9 @@ import os
 import sys
 
 from config import DataConfig, parse
-from vlmtune.formats import check_row, read_csv, rows_to_conversations, split_rows, write_atomically
+from vlmtune.formats import answer_count_notes, check_row, read_csv, rows_to_conversations, split_rows, write_atomically
 from vlmtune.sources import read_class_aliases
+from vlmtune.text import control_tokens
 
 SHOWN_REJECTIONS = 10  # printed on screen; rejected.csv holds them all
 
@@ -46,6 +48,9 @@ def main(argv=None):
         aliases = read_class_aliases(data.class_aliases)
     except ValueError as error:
         sys.exit(f"csv2json.py: {error}")
+    if found := control_tokens(data.prompt):  # the caption prompt goes into every record's user turn
+        sys.exit(f"csv2json.py: --prompt holds {', '.join(found)}, which the model would read as a control token, not "
+                 "as text: remove or respell it")
 
     # ------------------------------------------------------------------ Check
     try:
@@ -88,6 +93,8 @@ def main(argv=None):
         print(f"  {entry['id']}: {entry['reason']}")
     if len(rejected) > SHOWN_REJECTIONS:
         print(f"  ... and {len(rejected) - SHOWN_REJECTIONS} more")
+    for line in answer_count_notes(good) if data.task == "vqa" else []:  # answers other than VQA's ten
+        print(line)
     if not good:
         sys.exit(f"every row of {csv_path} was rejected, so nothing was written; see {rejected_path}")
 

@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 
 import config
-from vlmtune.formats import load_conversations, to_messages
+from vlmtune import text
+from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.generation import generate
 from vlmtune.modeling import inference_placement, load_model, load_processor, load_trained, model_info
 from vlmtune.reporting import log_to_swanlab, question_rows, read_jsonl, write_jsonl
@@ -44,7 +45,12 @@ def main(argv=None):
     # ---- Data
     val_json = Path(run["data"]["data_dir"]) / "val.json"
     records = load_conversations(val_json)
+    if (problem := check_task(records, task.name, val_json)) is not None:  # no "task": scored as what?
+        raise SystemExit(problem)
     conversations = [task.adapt(to_messages(r, val_json.parent), r, info) for r in records]
+    if found := text.in_examples(processor.tokenizer, [{"id": r.get("id"), "messages": m}
+                                                       for r, m in zip(records, conversations)]):
+        raise SystemExit(text.refusal(val_json, found))
     rows, questions = question_rows(records, conversations, [task.reference(r, info) for r in records])
     first_question = questions[0][0]["content"]
     extra_images = sorted(p for p in Path(eval_cfg.test_img_dir).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

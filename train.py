@@ -17,9 +17,9 @@ from swanlab.integration.transformers import SwanLabCallback
 from transformers import Trainer, TrainingArguments
 
 import config
-from vlmtune import parts
+from vlmtune import parts, text
 from vlmtune.collator import TrainCollator, drop_overlong, images_of
-from vlmtune.formats import load_conversations, to_messages
+from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.images import resolution_warnings, stored_size
 from vlmtune.modeling import load_model, load_processor, model_info, prepare_for_training, training_dtype
 from vlmtune.tasks import TASKS
@@ -66,12 +66,12 @@ def main(argv=None):
     # ---- Data
     task = TASKS[data_cfg.task]
     conversations = load_conversations(train_json)
-    written_for = {c.get("task", "caption") for c in conversations}
-    if written_for != {task.name}:
-        raise SystemExit(f"{train_json} holds {', '.join(sorted(written_for))} conversations, not --task {task.name}: "
-                         f"pass the --task it was written for, or another --data_dir.")
+    if (problem := check_task(conversations, task.name, train_json)) is not None:  # no "task": not taken for captions
+        raise SystemExit(problem)
     examples = [{"id": c["id"], "messages": task.adapt(to_messages(c, train_json.parent), c, info)}
                 for c in conversations]
+    if found := text.in_examples(processor.tokenizer, examples):  # a control token in a hand-written train.json
+        raise SystemExit(text.refusal(train_json, found))
     examples, dropped = drop_overlong(examples, processor, tune_cfg.max_length)
     print(f"train examples: {len(examples)} kept, {len(dropped)} dropped as longer than --max_length "
           f"{tune_cfg.max_length} tokens")

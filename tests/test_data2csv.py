@@ -279,10 +279,10 @@ def test_class_folders_give_a_row_per_image_with_its_english_label(tmp_path, cap
               "animals10", "--num_samples", "0", "--data_dir", str(tmp_path / "out"))
     assert (tmp_path / "out/data.csv").read_text() == (
         "id,image_path,label\n"
-        "cane/OIP-a.jpeg,images/cane-OIP-a.jpeg,dog\n"
-        "gatto/c.jpg,images/gatto-c.jpg,cat\n"
-        "cane/b.png,images/cane-b.png,dog\n")
-    assert (tmp_path / "out/images/cane-b.png").read_bytes() == (root / "cane/b.png").read_bytes()
+        "cane/OIP-a.jpeg,images/cane-OIP-a-0a020087.jpeg,dog\n"
+        "gatto/c.jpg,images/gatto-c-a6048bd0.jpg,cat\n"
+        "cane/b.png,images/cane-b-e3c8dfb2.png,dog\n")
+    assert (tmp_path / "out/images/cane-b-e3c8dfb2.png").read_bytes() == (root / "cane/b.png").read_bytes()
     assert "3 records. Written now: 3, already present: 0, skipped: 2." in out
     assert "  skipped lupo/d.jpg: unknown class folder 'lupo': name it in --label_map to read it\n" in out
     assert "  skipped cane/Thumbs.db: not an image: its extension is .db\n" in out
@@ -379,8 +379,8 @@ def test_a_jsonl_file_of_rows_gives_a_row_per_line_naming_a_broken_one(tmp_path,
               "--dataset_images", str(tmp_path), "--data_dir", str(tmp_path / "out"))
     assert (tmp_path / "out/data.csv").read_text() == (
         "id,image_path,question,answers\n"
-        '1,images/coco_a.jpg,What is it?,"[""kite""]"\n'
-        '3,images/coco_a.jpg,Where?,"[""beach""]"\n')
+        '1,images/coco-a-cd4df6c3.jpg,What is it?,"[""kite""]"\n'
+        '3,images/coco-a-cd4df6c3.jpg,Where?,"[""beach""]"\n')
     assert "2 records. Written now: 2, already present: 0, skipped: 1." in out
     # column 44: the quote that opens "answers", where a comma belongs
     assert (f"  skipped 2: line 2 of {tmp_path / 'okvqa.jsonl'} is not JSON: Expecting ',' delimiter at column 44\n"
@@ -409,7 +409,7 @@ def test_a_llava_file_gives_a_row_per_conversation_with_all_its_turns(tmp_path, 
               "--llava_images", str(tmp_path), "--data_dir", str(tmp_path / "out"))
     assert (tmp_path / "out/data.csv").read_text() == (
         "id,image_path,question,answers,turns\n"
-        '000000033471,images/coco_train2017_000000033471.jpg,What colour is the bus?,"[""White and red.""]",'
+        '000000033471,images/coco-train2017-000000033471-7457cc30.jpg,What colour is the bus?,"[""White and red.""]",'
         '"[{""from"": ""human"", ""value"": ""What colour is the bus?""}, {""from"": ""gpt"", ""value"": '
         '""White and red.""}, {""from"": ""human"", ""value"": ""What is on its back?""}, {""from"": ""gpt"", '
         '""value"": ""An advert.""}]"\n')
@@ -439,11 +439,11 @@ def test_imagefolder_train_and_val_folders_keep_their_split_into_train_and_val_j
               "0", "--data_dir", str(tmp_path / "out"))
     assert (tmp_path / "out/data.csv").read_text() == (
         "id,image_path,label,split\n"
-        "train/daisy/d1.jpg,images/train-daisy-d1.jpg,daisy,train\n"
-        "train/rose/r1.jpg,images/train-rose-r1.jpg,rose,train\n"
-        "train/daisy/d2.jpg,images/train-daisy-d2.jpg,daisy,train\n"
-        "val/daisy/d3.jpg,images/val-daisy-d3.jpg,daisy,val\n"
-        "val/rose/r2.jpg,images/val-rose-r2.jpg,rose,val\n")
+        "train/daisy/d1.jpg,images/train-daisy-d1-9e96ca3f.jpg,daisy,train\n"
+        "train/rose/r1.jpg,images/train-rose-r1-44701160.jpg,rose,train\n"
+        "train/daisy/d2.jpg,images/train-daisy-d2-34b33a1b.jpg,daisy,train\n"
+        "val/daisy/d3.jpg,images/val-daisy-d3-8d2b58e7.jpg,daisy,val\n"
+        "val/rose/r2.jpg,images/val-rose-r2-e7b2ecd1.jpg,rose,val\n")
     assert "5 records. Written now: 5, already present: 0, skipped: 0.\n  rows by split: train 3, val 2\n" in out
     out = run_csv2json(capsys, "--task", "classification", "--data_dir", str(tmp_path / "out"), "--val_size", "1")
     assert "\nsplit: as published (train 3, val 2)\nwrote " in out
@@ -609,7 +609,7 @@ def test_coco_files_that_cannot_be_told_apart_or_found_are_named(tmp_path, names
 
 def test_a_file_of_another_kind_is_a_message_not_a_traceback(fixtures_dir, tmp_path):
     coco = fixtures_dir / "coco-mini"
-    with pytest.raises(SystemExit, match=r"^data2csv.py: .*instances_train2017.json: annotation 0 has no 'caption'; "
+    with pytest.raises(SystemExit, match=r"^data2csv.py: .*instances_train2017.json: no annotation has a 'caption'; "
                                          r"give a captions_\*.json"):
         data2csv.main(["--source", "coco", "--coco_annotations", str(coco / "annotations/instances_train2017.json"),
                        "--coco_images", str(coco / "train2017"), "--data_dir", str(tmp_path)])

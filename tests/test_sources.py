@@ -120,7 +120,7 @@ def test_coco_limit_counts_records_not_skipped_ones(tmp_path):
 
 def test_coco_captions_refuse_an_instances_file(fixtures_dir):
     coco = fixtures_dir / "coco-mini"
-    with pytest.raises(ValueError, match="annotation 0 has no 'caption'; give a captions_"):
+    with pytest.raises(ValueError, match="instances_train2017.json: no annotation has a 'caption'; give a captions_"):
         list(sources.coco_captions(str(coco / "annotations/instances_train2017.json"), str(coco / "train2017"), []))
 
 
@@ -237,7 +237,8 @@ def test_folder_classification_reads_animals10_in_english_taking_classes_in_turn
     assert [(r["id"], r["label"]) for r in records] == [
         ("cane/OIP-a.jpeg", "dog"), ("gatto/1.jpeg", "cat"), ("ragno/x.png", "spider"),
         ("cane/OIP-b.jpeg", "dog"), ("ragno/y.png", "spider"), ("cane/OIP-c.jpeg", "dog")]
-    assert records[0] == {"id": "cane/OIP-a.jpeg", "image_id": "cane-OIP-a", "image": str(root / "cane/OIP-a.jpeg"),
+    assert records[0] == {"id": "cane/OIP-a.jpeg", "image_id": "cane-OIP-a-0a020087",
+                          "image": str(root / "cane/OIP-a.jpeg"),
                           "label": "dog"}
 
 
@@ -281,7 +282,7 @@ def test_folder_classification_reads_split_folders_as_animals10s_tutorial_lays_t
     assert [(r["id"], r["label"], r["split"]) for r in records] == [
         ("train_data/cane/1.jpeg", "dog", "train"), ("train_data/gatto/1.jpeg", "cat", "train"),
         ("train_data/cane/2.jpeg", "dog", "train"), ("test_data/cane/1.jpeg", "dog", "test")]
-    assert records[-1] == {"id": "test_data/cane/1.jpeg", "image_id": "test_data-cane-1",
+    assert records[-1] == {"id": "test_data/cane/1.jpeg", "image_id": "test_data-cane-1-d73f44e9",
                            "image": str(root / "test_data/cane/1.jpeg"), "label": "dog", "split": "test"}
     beside = "beside the split folders train_data, test_data: not read (class folders go in them)"
     assert skipped == [
@@ -612,7 +613,12 @@ def test_lxmert_vqa_names_a_file_that_is_not_lxmerts(tmp_path):
         list(sources.lxmert_vqa(str(path), str(tmp_path / "images"), []))
     path.write_text(json.dumps([lxmert_entry(1, "COCO_val2014_000000000042", "Why?", {"no": 1}),
                                 {"question_id": 2, "image_id": 42, "question": "Why?"}]))
-    with pytest.raises(ValueError, match=r"okvqa_val\.json: entry 2 has no 'img_id'; an LXMERT-style file holds"):
+    skipped = []
+    assert list(sources.lxmert_vqa(str(path), str(tmp_path / "images"), skipped)) == []
+    assert skipped[1] == ("2", "no 'img_id' (its fields: image_id, question, question_id)")  # one entry: skipped
+    path.write_text(json.dumps([{"question_id": 2, "image_id": 42, "question": "Why?"}]))
+    with pytest.raises(ValueError, match=r"okvqa_val\.json: no entry holds question_id, img_id and sent; an "
+                                         r"LXMERT-style file holds"):  # none: a file of another kind
         list(sources.lxmert_vqa(str(path), str(tmp_path / "images"), []))
     path.write_text(json.dumps({"questions": []}))
     with pytest.raises(ValueError, match=r"okvqa_val\.json: expected an LXMERT-style file, a list of questions, "
@@ -650,12 +656,13 @@ def test_rows_vqa_reads_json_lines_keeping_the_rows_after_a_broken_line(tmp_path
     skipped = []
     records = list(sources.rows_vqa(str(path), str(tmp_path), skipped))
     assert records == [
-        {"id": "1", "image_id": "val2014_COCO_val2014_000000393225",
+        {"id": "1", "image_id": "val2014-COCO_val2014_000000393225-91145567",
          "image": str(tmp_path / "val2014/COCO_val2014_000000393225.jpg"), "question": "What is the man holding?",
          "answers": ["a kite"]},
-        {"id": "4", "image_id": "val2014_b", "image": str(tmp_path / "val2014/b.jpg"), "question": "What sport?",
+        {"id": "4", "image_id": "val2014-b-5ba4b0f9", "image": str(tmp_path / "val2014/b.jpg"),
+         "question": "What sport?",
          "answers": ["surfing", "surfing"], "split": "val"},
-        {"id": "11", "image_id": "val2014_b", "image": str(tmp_path / "val2014/b.jpg"), "question": "Who?",
+        {"id": "11", "image_id": "val2014-b-5ba4b0f9", "image": str(tmp_path / "val2014/b.jpg"), "question": "Who?",
          "answers": ["me"]}]
     assert skipped == [
         ("2", f"line 2 of {path} is not JSON: Expecting ',' delimiter at column {len(unclosed) + 1}"),  # its end
@@ -678,7 +685,8 @@ def test_rows_vqa_reads_a_json_list_with_the_columns_given(tmp_path):
                                     answers_column="direct_answers"))
     assert [(r["id"], r["image"], r["question"], r["answers"]) for r in records] == [
         ("1", str(tmp_path / "a.png"), "Colour?", ["red"] * 10)]
-    assert records[0]["image_id"] == str(tmp_path / "a").strip("/").replace("/", "_")
+    readable = str(tmp_path / "a").strip("/").replace("/", "-")  # an absolute path, made readable, and its digest
+    assert re.fullmatch(rf"{re.escape(readable)}-[0-9a-f]{{8}}", records[0]["image_id"])
     assert skipped == [("2", "image file missing: a.png")]
 
 
@@ -741,7 +749,7 @@ def test_llava_conversations_keep_the_first_question_and_every_turn(tmp_path):
     records = list(sources.llava_conversations(write_llava(tmp_path, [LLAVA_RECORD]), str(tmp_path), skipped))
     assert skipped == []
     assert records == [{
-        "id": "000000033471", "image_id": "coco_train2017_000000033471",
+        "id": "000000033471", "image_id": "coco-train2017-000000033471-7457cc30",
         "image": str(tmp_path / "coco/train2017/000000033471.jpg"),
         "question": "What are the colors of the bus in the image?",
         "answers": ["The bus in the image is white and red."],

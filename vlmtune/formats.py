@@ -7,7 +7,7 @@
        syn-0-000001,images/syn-0-000001.png,A large red circle at the top left.
 
        id,image_path,label                                        (the class name, after the label map)
-       cane/OIP-xxx.jpeg,images/cane-OIP-xxx.jpeg,dog
+       cane/OIP-a.jpeg,images/cane-OIP-a-0a020087.jpeg,dog       (the image file: sources.path_image_id)
 
        id,image_path,expression,x1,y1,x2,y2,width,height          (the box in pixels of the image, 2 decimals at most;
        535506_441444,images/535506.jpg,person,120.46,133.32,332.77,631.9,480,640      the image's width and height)
@@ -59,7 +59,8 @@
                                      {"type": "text", "text": "Describe this image."}]},
         {"role": "assistant", "content": [{"type": "text", "text": "A large red circle at the top left."}]}]
 
-Nothing here imports torch, nor anything of vlmtune but boxes.check_box; images are checked with PIL.
+Nothing here imports torch, nor anything of vlmtune but boxes.check_box and text.row_reason; images are checked with
+PIL.
 """
 
 import csv
@@ -72,6 +73,7 @@ from collections import Counter
 
 from PIL import Image
 
+from vlmtune import text
 from vlmtune.boxes import check_box
 
 # The columns of data.csv, per task; a vqa CSV may add TURNS_COLUMN.
@@ -234,6 +236,9 @@ def rows_to_conversations(rows, task, prompt, aliases=None) -> list[dict]:
 def check_row(row, csv_dir, task) -> str | None:
     """Why a CSV row of `task` cannot become a training sample, or None when it can. Finding duplicate ids is the
     caller's job."""
+    reason = text.row_reason(row)  # a control token in the text: the model would read it as that token
+    if reason is not None:
+        return reason
     if not row["id"].strip():
         return "empty id"
     if row.get(SPLIT_COLUMN, "") not in ("", *SPLITS):
@@ -335,6 +340,49 @@ def _check_turns(text) -> str | None:
 
 _CHECKS = {"caption": _check_caption, "classification": _check_label, "grounding": _check_box,
            "vqa": _check_question}
+
+VQA_ANSWERS = 10  # VQA v2's and OK-VQA's human answers a question, which VQA accuracy is made for
+
+
+def answer_count_notes(rows) -> list[str]:
+    """csv2json.py's note on checked vqa rows whose answers are not VQA's ten (and that have no answer_scores or
+    turns, which are scored otherwise): how many have how many, and what a correct answer then scores
+    (tasks.score_vqa): one answer by exact match; several by metrics.vqa_accuracy, min(matches / 3, 1) averaged over
+    leaving each answer out, so that an answer all n of them give scores min(n - 1, 3) / 3."""
+    counts = Counter(len(json.loads(row["answers"])) for row in rows
+                     if not row.get(TURNS_COLUMN) and not row.get(SCORES_COLUMN))
+    odd = sorted((n, count) for n, count in counts.items() if n != VQA_ANSWERS)
+    if not odd:
+        return []
+    said = [f"{count} {'rows have' if k == 0 else 'have'} {n} answer{'s' if n != 1 else ''}"
+            for k, (n, count) in enumerate(odd)]
+    lines = [f"vqa answers: {', '.join(said)}, not VQA's {VQA_ANSWERS} human answers a question:"]
+    for n, _ in odd:
+        if n == 1:
+            lines.append("  1 answer: scored by exact match (after VQA's answer normalisation): a correct answer "
+                         "scores 1.00")
+        else:
+            lines.append(f"  {n} answers: scored by VQA accuracy over those {n} (min(matches / 3, 1), averaged over "
+                         f"leaving each out): an answer all {n} give scores {min(n - 1, 3) / 3:.2f}, one given by "
+                         f"only one of them {(n - 1) / (3 * n):.2f} (with {VQA_ANSWERS} answers: 1.00 and 0.30)")
+    lines.append("  for the official scores give each question its ten answers; one answer is scored by exact match")
+    return lines
+
+
+def check_task(records, task, path) -> str | None:
+    """Why the conversation records of `path` cannot be trained or scored as `task`, or None: records without a
+    "task" key (hand-written ones, which would otherwise be taken for captions), or records of another task."""
+    missing = [str(record.get("id")) for record in records if "task" not in record]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        return (f"{path}: {len(missing)} of its {len(records)} records have no \"task\" key ({', '.join(missing[:5])}"
+                f"{more}), so what they train is unknown: run csv2json.py again (it writes the key in every record), "
+                f"or add \"task\": \"{task}\" to each record")
+    written_for = sorted({str(record["task"]) for record in records})
+    if written_for != [task]:
+        return (f"{path} holds {', '.join(written_for)} conversations, not --task {task}: pass the --task it was "
+                "written for, or another --data_dir.")
+    return None
 
 
 def split_by_image(items, val_size, seed) -> tuple[list, list]:

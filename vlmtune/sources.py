@@ -3,8 +3,9 @@
 Every record holds
 
     "id": "125870_88366",          # unique within the source
-    "image_id": "125870",          # which image: records of one image share it (COCO has five captions an image);
-                                   # data2csv.py names the image file after it, so it holds no "/"
+    "image_id": "125870",          # which image: records of one image share it (COCO has five captions an image),
+                                   # and records of two images never do; data2csv.py names the image file after it,
+                                   # so it holds no "/" (an image known by its path: path_image_id)
     "image": "coco/train2017/000000125870.jpg",   # a path to an existing file, or a PIL.Image.Image
 
 and what its task learns (vlmtune/formats.py turns each into a row of data.csv):
@@ -21,16 +22,20 @@ A record may name the split its source publishes it in, "split": "train" | "val"
 split folders); data2csv.py gives the others theirs, from the file's or the hub split's name (vlmtune/splits.py).
 
 Every `limit` counts records, not images; 0 means all. Texts are stripped of surrounding whitespace (COCO's captions
-often end with a space). A reader of local files is given a `skipped` list: a record it cannot use is not yielded, and
-(id, reason) is appended there, for data2csv.py to report. The hub readers import their hub inside the function, so
-the offline sources never need it, and turn a hub that cannot be reached into a ConnectionError that names the hub
-and the dataset.
+often end with a space). A reader of local files is given a `skipped` list: a record it cannot use, malformed ones
+included (a field missing or of the wrong type), is not yielded, and (id, reason) is appended there, for data2csv.py
+to report; a record without an id is named "record N of <file>". The records after it are read on. ValueError, naming
+the file, is kept for a file that is wholly of another kind: not JSON, not the top-level shape its format has, or no
+record of it holding the fields of its format (a captions file given for grounding). The hub readers import their
+hub inside the function, so the offline sources never need it, and turn a hub that cannot be reached into a
+ConnectionError that names the hub and the dataset.
 """
 
 import hashlib
 import itertools
 import json
 import os
+import posixpath
 import re
 from collections import Counter
 
@@ -45,14 +50,24 @@ from vlmtune.splits import split_of_folder, split_of_name
 NOT_PICKED_OUT = "its category appears more than once in the image: the expression (the name) would not pick it out"
 
 
+# folder_classification's reason for a class folder that holds no image: its class is absent from the records.
+NO_IMAGE = "no image in this class folder"
+
+
 def notes(skipped: list) -> list[str]:
-    """Summary lines about what the readers left out on purpose (data2csv.py prints them)."""
+    """Summary lines about what the readers left out (data2csv.py prints them): the objects COCO's category names do
+    not pick out, and the classes that are absent as their folder holds no image."""
+    lines = []
     not_picked_out = sum(reason == NOT_PICKED_OUT for _, reason in skipped)
-    if not not_picked_out:
-        return []
-    return [f"left out {not_picked_out} objects whose category appears more than once in their image: the "
-            "expression would not pick them out; use RefCOCO/RefCOCOg expressions (--source huggingface "
-            "--dataset_id lmms-lab/RefCOCOg) for those"]
+    if not_picked_out:
+        lines.append(f"left out {not_picked_out} objects whose category appears more than once in their image: the "
+                     "expression would not pick them out; use RefCOCO/RefCOCOg expressions (--source huggingface "
+                     "--dataset_id lmms-lab/RefCOCOg) for those")
+    empty = [name for name, reason in skipped if reason.startswith(NO_IMAGE)]
+    if empty:
+        lines.append(f"{len(empty)} class folders hold no image, so their classes are absent from data.csv (and from "
+                     f"the classification question): {', '.join(empty)}; put images in them, or remove them")
+    return lines
 
 # Animals-10 (https://www.kaggle.com/datasets/alessiocorrado99/animals10) names its class folders in Italian.
 ANIMALS10_LABELS = {
@@ -235,23 +250,30 @@ def coco_captions(annotations_json: str, images_dir: str, skipped: list, limit: 
     {"id": "125870_88366", "image_id": "125870", "image": "<images_dir>/000000125870.jpg",
      "caption": "An airport filled with large passenger jets parked next to each other."}
 
-    An annotation whose image_id is not among the file's images, or whose image file is not in images_dir, is not
-    yielded: (id, reason) is appended to `skipped`, so the caller can report it.
+    Not yielded, with (id, reason) appended to `skipped`, so the caller can report it: an annotation whose image_id
+    is not among the file's images, or whose image file is not in images_dir, and a malformed one (no id, image_id or
+    caption, a caption that is no text); a malformed entry of "images" is named there too. ValueError when no
+    annotation has a caption: an instances_*.json, say.
     """
     coco = _read_json(annotations_json, ("images", "annotations"), "a COCO annotations file")
-    paths = {image["id"]: os.path.join(images_dir, image["file_name"]) for image in coco["images"]}
+    annotations = _list_in(coco, "annotations", annotations_json)
+    if annotations and not any(isinstance(annotation, dict) and "caption" in annotation for annotation in annotations):
+        raise ValueError(f"{annotations_json}: no annotation has a 'caption'; give a captions_*.json, not "
+                         "instances_*.json")
+    images = _coco_images(coco, annotations_json, skipped)
     count = 0
-    for index, annotation in enumerate(coco["annotations"]):
-        if "caption" not in annotation:
-            raise ValueError(f"{annotations_json}: annotation {index} has no 'caption'; "
-                             "give a captions_*.json, not instances_*.json")
+    for number, annotation in enumerate(annotations, start=1):
         if limit and count >= limit:
             return
-        record_id = f"{annotation['image_id']}_{annotation['id']}"
-        path = paths.get(annotation["image_id"])
-        if path is None:
+        record_id, problem = _coco_record(annotation, number, annotations_json, ("caption",))
+        image = None if problem else images.get(annotation["image_id"])
+        if problem:
+            skipped.append((record_id, problem))
+        elif not isinstance(annotation["caption"], str):
+            skipped.append((record_id, f"its caption is a {type(annotation['caption']).__name__}, not a text"))
+        elif image is None:
             skipped.append((record_id, f"image_id {annotation['image_id']} is not in the file's images"))
-        elif not os.path.isfile(path):
+        elif not os.path.isfile(path := os.path.join(images_dir, image["file_name"])):
             skipped.append((record_id, f"image file missing: {path}"))
         else:
             count += 1
@@ -276,22 +298,36 @@ def coco_grounding(annotations_json: str, images_dir: str, skipped: list, limit:
     """
     coco = _read_json(annotations_json, ("images", "annotations", "categories"),
                       "a COCO instances file (instances_*.json; a captions_*.json is for --task caption)")
-    images = {image["id"]: image for image in coco["images"]}
-    names = {category["id"]: category["name"] for category in coco["categories"]}
-    objects = Counter((annotation["image_id"], annotation["category_id"]) for annotation in coco["annotations"])
+    annotations = _list_in(coco, "annotations", annotations_json)
+    if annotations and not any(isinstance(annotation, dict) and "bbox" in annotation for annotation in annotations):
+        raise ValueError(f"{annotations_json}: no annotation has a 'bbox'; give an instances_*.json, not "
+                         "captions_*.json")
+    images = _coco_images(coco, annotations_json, skipped)
+    names = {}
+    for number, category in enumerate(_list_in(coco, "categories", annotations_json), start=1):
+        problem = _malformed(category, ("id", "name"), ids=("id",))
+        if problem is None and not isinstance(category["name"], str):
+            problem = "its name is no text"
+        if problem:
+            skipped.append((f"category {number} of {annotations_json}", problem))
+        else:
+            names[category["id"]] = category["name"]
+    checked = [(annotation, *_coco_record(annotation, number, annotations_json, ("category_id", "bbox")))
+               for number, annotation in enumerate(annotations, start=1)]
+    objects = Counter((annotation["image_id"], annotation["category_id"])
+                      for annotation, _, problem in checked if problem is None)
     count = 0
-    for index, annotation in enumerate(coco["annotations"]):
-        if "bbox" not in annotation:
-            raise ValueError(f"{annotations_json}: annotation {index} has no 'bbox'; "
-                             "give an instances_*.json, not captions_*.json")
+    for annotation, record_id, problem in checked:
         if limit and count >= limit:
             return
-        record_id = f"{annotation['image_id']}_{annotation['id']}"
+        if problem:
+            skipped.append((record_id, problem))
+            continue
         image = images.get(annotation["image_id"])
-        path = image and os.path.join(images_dir, image["file_name"])
-        x, y, w, h = annotation["bbox"]
-        box = (round(x, 2), round(y, 2), round(x + w, 2), round(y + h, 2))
-        if annotation["iscrowd"]:
+        bbox = annotation["bbox"]
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+            skipped.append((record_id, f"its bbox is {bbox!r}, not COCO's [x, y, width, height]"))
+        elif annotation.get("iscrowd", 0):  # COCO writes iscrowd 0 or 1 in every annotation; none means one object
             skipped.append((record_id, "a crowd annotation (iscrowd 1): its box covers a group, not one object"))
         elif image is None:
             skipped.append((record_id, f"image_id {annotation['image_id']} is not in the file's images"))
@@ -299,15 +335,43 @@ def coco_grounding(annotations_json: str, images_dir: str, skipped: list, limit:
             skipped.append((record_id, f"category_id {annotation['category_id']} is not in the file's categories"))
         elif objects[annotation["image_id"], annotation["category_id"]] > 1:
             skipped.append((record_id, NOT_PICKED_OUT))
-        elif not os.path.isfile(path):
+        elif not os.path.isfile(path := os.path.join(images_dir, image["file_name"])):
             skipped.append((record_id, f"image file missing: {path}"))
-        elif (reason := check_box(box, (image["width"], image["height"]))) is not None:
-            skipped.append((record_id, f"bad box (COCO bbox {annotation['bbox']}): {reason}"))
+        elif not all(isinstance(image.get(key), int) and image[key] > 0 for key in ("width", "height")):
+            skipped.append((record_id, f"its image's entry holds no width and height in pixels: {image}"))
         else:
+            x, y, w, h = bbox
+            box = (round(x, 2), round(y, 2), round(x + w, 2), round(y + h, 2))
+            if (reason := check_box(box, (image["width"], image["height"]))) is not None:
+                skipped.append((record_id, f"bad box (COCO bbox {bbox}): {reason}"))
+                continue
             count += 1
             yield {"id": record_id, "image_id": str(annotation["image_id"]), "image": path,
                    "expression": names[annotation["category_id"]], "box": box, "width": image["width"],
                    "height": image["height"]}
+
+
+def _coco_images(coco: dict, path: str, skipped: list) -> dict:
+    """id -> entry of each well-formed entry of a COCO file's "images"; the others named in `skipped`."""
+    images = {}
+    for number, image in enumerate(_list_in(coco, "images", path), start=1):
+        problem = _malformed(image, ("id", "file_name"), ids=("id",))
+        if problem is None and not (isinstance(image["file_name"], str) and image["file_name"].strip()):
+            problem = f"its file_name is {image['file_name']!r}, not the name of a file"
+        if problem:
+            skipped.append((f"image {number} of {path}", f"{problem}: the annotations of this image are skipped"))
+        else:
+            images[image["id"]] = image
+    return images
+
+
+def _coco_record(annotation, number: int, path: str, fields: tuple) -> tuple[str, str | None]:
+    """(the record's id, why the COCO annotation is malformed or None): "<image_id>_<id>", or "record N of <file>"
+    where it has not both."""
+    problem = _malformed(annotation, ("id", "image_id", *fields), ids=("id", "image_id", "category_id"))
+    if isinstance(annotation, dict) and all(_is_id(annotation.get(key)) for key in ("id", "image_id")):
+        return f"{annotation['image_id']}_{annotation['id']}", problem
+    return f"record {number} of {path}", problem
 
 
 def read_label_map(spec: str) -> dict:
@@ -357,19 +421,22 @@ def folder_classification(folder_dir: str, labels: dict, skipped: list, limit: i
     (raw-img/cane/, raw-img/gatto/, ...). `labels` (read_label_map) names the label of each class folder; empty, the
     folder names are the labels. With ANIMALS10_LABELS, the first file of Animals-10's cane/:
 
-    {"id": "cane/OIP-_0Aq1eLdh7Hq9c8yUqShzgHaE7.jpeg", "image_id": "cane-OIP-_0Aq1eLdh7Hq9c8yUqShzgHaE7",
+    {"id": "cane/OIP-_0Aq1eLdh7Hq9c8yUqShzgHaE7.jpeg", "image_id": "cane-OIP-_0Aq1eLdh7Hq9c8yUqShzgHaE7-6001806e",
      "image": "<folder_dir>/cane/OIP-_0Aq1eLdh7Hq9c8yUqShzgHaE7.jpeg", "label": "dog"}
 
     The classes take turns (the first file of each class, then the second of each, ...), so that a `limit` takes
     every class alike. Not yielded, with (id, reason) appended to `skipped`: every file of a class folder that `labels`
     does not name, a file that is no image by its extension (csv2json.py decodes the others), a folder inside a class
-    folder, a file beside the class folders.
+    folder, a file beside the class folders; and a class folder that holds no image is named ("cane/", NO_IMAGE ...),
+    its class being absent (notes() says so). The image id is path_image_id of the record's id, so that cat/dup.jpg
+    and cat/dup.JPG are two images.
 
     A folder holding split folders, each holding class folders (ImageFolder's train/ and val/, Animals-10's
     train_data/ and test_data/: a folder that splits.split_of_folder names a split, and `labels` no class), gives the
     records of each split folder in turn (train, val, test), a `limit` for each, with the split folder in the id:
 
-    {"id": "test_data/cane/1.jpeg", "image_id": "test_data-cane-1", "image": "<folder_dir>/test_data/cane/1.jpeg",
+    {"id": "test_data/cane/1.jpeg", "image_id": "test_data-cane-1-d73f44e9",
+     "image": "<folder_dir>/test_data/cane/1.jpeg",
      "label": "dog", "split": "test"}
 
     and what sits beside the split folders is not read but reported.
@@ -407,14 +474,21 @@ def _class_files(folder_dir: str, prefix: str, labels: dict, skipped: list) -> d
         if labels and folder not in labels:
             skipped.extend((f"{at}{folder}/{name}", f"unknown class folder {folder!r}: name it in --label_map to read "
                                                     "it") for name in names)
-        else:
-            files[folder] = names
+            continue
+        if not any(os.path.splitext(name)[1].lower() in _image_extensions() for name in names):
+            skipped.append((f"{at}{folder}/", f"{NO_IMAGE}: its class {labels.get(folder, folder)!r} is absent"))
+        files[folder] = names
     return files
+
+
+def _image_extensions() -> set[str]:
+    """The file extensions PIL opens, lower case, with their dot."""
+    return {extension for extension, kind in Image.registered_extensions().items() if kind in Image.OPEN}
 
 
 def _take_turns(folder_dir: str, prefix: str, files: dict, labels: dict, skipped: list, limit: int):
     """The records of `files` (_class_files), the classes taking turns, at most `limit` (0: all)."""
-    image_extensions = {extension for extension, kind in Image.registered_extensions().items() if kind in Image.OPEN}
+    image_extensions = _image_extensions()
     count = 0
     for turn in itertools.zip_longest(*files.values()):
         for folder, name in zip(files, turn):
@@ -432,8 +506,8 @@ def _take_turns(folder_dir: str, prefix: str, files: dict, labels: dict, skipped
                 return
             else:
                 count += 1
-                image_id = f"{prefix}-{folder}-{stem}" if prefix else f"{folder}-{stem}"
-                yield {"id": record_id, "image_id": image_id, "image": path, "label": labels.get(folder, folder)}
+                yield {"id": record_id, "image_id": path_image_id(record_id), "image": path,
+                       "label": labels.get(folder, folder)}
 
 
 # A COCO image file ends in its 12-digit image id: COCO_train2014_000000000009.jpg (2014), 000000000009.jpg (2017).
@@ -461,22 +535,47 @@ def vqa_questions(questions_json: str, annotations_json: str, images_dir: str, s
      "question": "What is this photo taken looking through?", "answers": ["net", "net", "net", "netting", ...]}
 
     Not yielded, with (id, reason) appended to `skipped`: an empty question, a question that no annotation answers
-    (or one without answers), an image not in images_dir.
+    (or one without answers), an image not in images_dir, and a malformed question (no question_id, image_id or
+    question, an image_id that is not a whole number) or annotation (no question_id, answers that are no list of
+    {"answer": text}): a question whose annotation is malformed is skipped with the annotation's reason.
     """
     questions = _read_json(questions_json, ("questions",), "a VQA questions file (OpenEnded_*_questions.json)")
     annotations = _read_json(annotations_json, ("annotations",), "a VQA annotations file (*_annotations.json)")
-    answers_of = {annotation["question_id"]: annotation["answers"] for annotation in annotations["annotations"]}
+    answers_of = {}  # question_id -> its answers, or why its annotation cannot give them
+    for number, annotation in enumerate(_list_in(annotations, "annotations", annotations_json), start=1):
+        problem = _malformed(annotation, ("question_id", "answers"), ids=("question_id",))
+        if problem and not (isinstance(annotation, dict) and _is_id(annotation.get("question_id"))):
+            skipped.append((f"record {number} of {annotations_json}", problem))
+            continue
+        answers = annotation.get("answers")
+        if problem is None and not (isinstance(answers, list) and all(
+                isinstance(answer, dict) and isinstance(answer.get("answer"), str) for answer in answers)):
+            problem = f"its answers are {answers!r}, not a list of {{\"answer\": text, ...}}"
+        answers_of[annotation["question_id"]] = [a["answer"] for a in answers] if problem is None else \
+            f"its annotation (record {number} of {annotations_json}) is malformed: {problem}"
     files = _coco_image_files(images_dir)
     count = 0
-    for question in questions["questions"]:
+    for number, question in enumerate(_list_in(questions, "questions", questions_json), start=1):
         if limit and count >= limit:
             return
+        problem = _malformed(question, ("question_id", "image_id", "question"), ids=("question_id",))
+        if problem:
+            named = isinstance(question, dict) and _is_id(question.get("question_id"))
+            skipped.append((str(question["question_id"]) if named else f"record {number} of {questions_json}",
+                            problem))
+            continue
         record_id, image_id = str(question["question_id"]), question["image_id"]
         answers = answers_of.get(question["question_id"])
-        if not question["question"].strip():
+        if not isinstance(question["question"], str):
+            skipped.append((record_id, f"its question is a {type(question['question']).__name__}, not a text"))
+        elif not question["question"].strip():
             skipped.append((record_id, "empty question"))
+        elif not isinstance(image_id, int) or isinstance(image_id, bool):
+            skipped.append((record_id, f"its image_id is {image_id!r}, not a whole number"))
         elif answers is None:
             skipped.append((record_id, f"no annotation in {annotations_json} answers this question_id"))
+        elif isinstance(answers, str):
+            skipped.append((record_id, answers))
         elif not answers:
             skipped.append((record_id, "its annotation has no answers"))
         elif image_id not in files:
@@ -485,7 +584,7 @@ def vqa_questions(questions_json: str, annotations_json: str, images_dir: str, s
         else:
             count += 1
             yield {"id": record_id, "image_id": str(image_id), "image": os.path.join(images_dir, files[image_id]),
-                   "question": question["question"].strip(), "answers": [a["answer"].strip() for a in answers]}
+                   "question": question["question"].strip(), "answers": [a.strip() for a in answers]}
 
 
 def lxmert_vqa(lxmert_json: str, images_dir: str, skipped: list, limit: int = 0):
@@ -504,25 +603,35 @@ def lxmert_vqa(lxmert_json: str, images_dir: str, skipped: list, limit: int = 0)
     official accuracy of that answer), and an answer is scored by them (metrics.vqa_soft_accuracy). Not yielded, with
     (id, reason) appended to `skipped`: an empty question, no "label" (LXMERT's test files have none), an empty one
     (none of the humans' answers is in LXMERT's answer vocabulary), a score that is not a number 0 < score <= 1, an
-    image not in images_dir. ValueError, naming the file: not JSON, not a list, an entry without question_id, img_id
-    or sent.
+    image not in images_dir, and a malformed entry (no question_id, img_id or sent, a sent that is no text, a label
+    that is no object). ValueError, naming the file: not JSON, not a list, or no entry holding question_id, img_id
+    and sent (a file of another kind).
     """
     entries = _load_json(lxmert_json)
     if not isinstance(entries, list):
         raise ValueError(f"{lxmert_json}: expected an LXMERT-style file, a list of questions, "
                          f"found a {type(entries).__name__}")
+    fields = ("question_id", "img_id", "sent")
+    if entries and not any(isinstance(entry, dict) and all(key in entry for key in fields) for entry in entries):
+        raise ValueError(f"{lxmert_json}: no entry holds question_id, img_id and sent; an LXMERT-style file holds "
+                         '{"question_id", "img_id", "sent", "label"} a question')
     files = _coco_image_files(images_dir)
     count = 0
     for number, entry in enumerate(entries, start=1):
         if limit and count >= limit:
             return
-        missing = [key for key in ("question_id", "img_id", "sent") if not isinstance(entry, dict) or key not in entry]
-        if missing:
-            raise ValueError(f"{lxmert_json}: entry {number} has no {missing[0]!r}; an LXMERT-style file holds "
-                             '{"question_id", "img_id", "sent", "label"} a question')
+        problem = _malformed(entry, fields, ids=("question_id", "img_id"))
+        if problem:
+            named = isinstance(entry, dict) and _is_id(entry.get("question_id"))
+            skipped.append((str(entry["question_id"]) if named else f"record {number} of {lxmert_json}", problem))
+            continue
         record_id, label = str(entry["question_id"]), entry.get("label")  # test files have no label
         digits = re.search(r"(\d{12})$", str(entry["img_id"]))
-        if not entry["sent"].strip():
+        if not isinstance(entry["sent"], str):
+            skipped.append((record_id, f"its sent (the question) is a {type(entry['sent']).__name__}, not a text"))
+        elif label is not None and not isinstance(label, dict):
+            skipped.append((record_id, f"its 'label' is {label!r}, not an object of answer: score"))
+        elif not entry["sent"].strip():
             skipped.append((record_id, "empty question"))
         elif label is None:
             skipped.append((record_id, "no 'label': no answers to learn (LXMERT's test files have none)"))
@@ -550,7 +659,7 @@ def rows_vqa(rows_file: str, images_dir: str, skipped: list, image_column: str =
 
     on line 3 of a .jsonl (the third object of a .json's list) gives, its id the row's line (or place in the list):
 
-    {"id": "3", "image_id": "val2014_COCO_val2014_000000393225",
+    {"id": "3", "image_id": "val2014-COCO_val2014_000000393225-91145567",
      "image": "<images_dir>/val2014/COCO_val2014_000000393225.jpg", "question": "What is the man holding?",
      "answers": ["a kite"]}
 
@@ -599,7 +708,7 @@ def rows_vqa(rows_file: str, images_dir: str, skipped: list, image_column: str =
         else:
             count += 1
             split = {"split": split_of_name(str(row["split"]))} if "split" in row else {}
-            yield {"id": record_id, "image_id": os.path.splitext(image)[0].strip("/").replace("/", "_"), "image": path,
+            yield {"id": record_id, "image_id": path_image_id(image), "image": path,
                    "question": row[question_column].strip(), "answers": [a.strip() for a in answers], **split}
 
 
@@ -627,7 +736,7 @@ def llava_conversations(llava_json: str, images_dir: str, skipped: list, limit: 
 
     gives (LLaVA's <image> token taken out: the image goes first in the first user turn)
 
-    {"id": "000000033471", "image_id": "coco_train2017_000000033471",
+    {"id": "000000033471", "image_id": "coco-train2017-000000033471-7457cc30",
      "image": "<images_dir>/coco/train2017/000000033471.jpg",
      "question": "What are the colors of the bus in the image?", "answers": ["The bus in the image is white and red."],
      "turns": [{"from": "human", "value": "What are the colors of the bus in the image?"},
@@ -636,17 +745,27 @@ def llava_conversations(llava_json: str, images_dir: str, skipped: list, limit: 
     The question and answer are the first ones, for scoring; "turns" keeps the whole conversation, so that csv2json.py
     trains every answer. Not yielded, with (id, reason) appended to `skipped`: a conversation without an image (LLaVA's
     text-only ones), a missing image file, turns that do not alternate human, gpt, ... ending with gpt, an empty turn,
-    an id used before in the file.
+    an id used before in the file, and a malformed record (no id or conversations, a turn without a text "value" or
+    "from", an image that is no path). ValueError, naming the file: not JSON, not a list, or no record holding
+    "conversations" (a file of another kind).
     """
     entries = _load_json(llava_json)
     if not isinstance(entries, list):
         raise ValueError(f"{llava_json}: expected a LLaVA conversation file, a list of records, "
                          f"found a {type(entries).__name__}")
+    if entries and not any(isinstance(entry, dict) and "conversations" in entry for entry in entries):
+        raise ValueError(f"{llava_json}: no record holds \"conversations\"; a LLaVA conversation file holds "
+                         '{"id", "image", "conversations": [{"from", "value"}, ...]} a record')
     seen = set()
     count = 0
     for number, entry in enumerate(entries, start=1):
         if limit and count >= limit:
             return
+        problem = _malformed(entry, ("id", "conversations"), ids=("id",)) or _llava_malformed(entry)
+        if problem:
+            named = isinstance(entry, dict) and _is_id(entry.get("id"))
+            skipped.append((str(entry["id"]) if named else f"record {number} of {llava_json}", problem))
+            continue
         record_id = str(entry["id"])
         turns = [{"from": turn["from"], "value": turn["value"].replace("<image>", "").strip()}
                  for turn in entry["conversations"]]
@@ -663,10 +782,23 @@ def llava_conversations(llava_json: str, images_dir: str, skipped: list, limit: 
             skipped.append((record_id, "an empty turn"))
         else:
             count += 1
-            yield {"id": record_id, "image_id": os.path.splitext(entry["image"])[0].replace("/", "_"),
+            yield {"id": record_id, "image_id": path_image_id(entry["image"]),
                    "image": os.path.join(images_dir, entry["image"]), "question": turns[0]["value"],
                    "answers": [turns[1]["value"]], "turns": turns}
         seen.add(record_id)
+
+
+def _llava_malformed(entry: dict) -> str | None:
+    """Why a LLaVA record (an object with id and conversations) is malformed, or None."""
+    turns = entry["conversations"]
+    if not isinstance(turns, list):
+        return f"its conversations are a {type(turns).__name__}, not a list of turns"
+    for number, turn in enumerate(turns, start=1):
+        if not (isinstance(turn, dict) and isinstance(turn.get("from"), str) and isinstance(turn.get("value"), str)):
+            return f"turn {number} is {turn!r}, not {{\"from\": \"human\" or \"gpt\", \"value\": text}}"
+    if "image" in entry and not (isinstance(entry["image"], str) and entry["image"].strip()):
+        return f"its image is {entry['image']!r}, not the path of an image file"
+    return None
 
 
 def _load_json(path: str):
@@ -684,6 +816,49 @@ def _read_json(path: str, keys: tuple, what: str) -> dict:
         if not isinstance(content, dict) or key not in content:
             raise ValueError(f"{path} has no {key!r}: it is not {what}")
     return content
+
+
+def _list_in(content: dict, key: str, path: str) -> list:
+    """content[key], which a file's format makes a list; ValueError naming the file when it is not one."""
+    if not isinstance(content[key], list):
+        raise ValueError(f"{path}: its {key!r} is a {type(content[key]).__name__}, not a list")
+    return content[key]
+
+
+def _malformed(entry, fields: tuple, ids: tuple = ()) -> str | None:
+    """Why an entry of a JSON file is not an object holding `fields`, those of them in `ids` whole numbers or
+    texts (ids, which name things), or None."""
+    if not isinstance(entry, dict):
+        return f"it is a {type(entry).__name__}, not an object"
+    missing = [field for field in fields if field not in entry]
+    if missing:
+        return f"no {missing[0]!r} (its fields: {', '.join(sorted(map(str, entry))) or 'none'})"
+    wrong = [field for field in ids if field in entry and not _is_id(entry[field])]
+    if wrong:
+        return f"its {wrong[0]} is {entry[wrong[0]]!r}, not a number or a text"
+    return None
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def path_image_id(path: str) -> str:
+    """The image id of an image known by its path (relative, as its dataset gives it): the path made readable, its
+    folders joined by "-" and its extension dropped, then 8 hex digits of a digest of the exact path, so that no two
+    paths share one even where they read alike ("cat/dup.jpg" and "cat/dup.JPG", "sea-lion/1.png" and
+    "sea/lion-1.png"), and two image files never become one. Written here: no library names files this way.
+
+        path_image_id("cane/OIP-a.jpeg") == "cane-OIP-a-0a020087"
+    """
+    exact = posixpath.normpath(path)  # "a/./b.jpg" is "a/b.jpg": one file, one image (the same on every OS)
+    readable = re.sub(r"[^\w.-]+", "-", os.path.splitext(exact)[0]).strip("-.")[:80]
+    digest = hashlib.sha1(exact.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{readable}-{digest}" if readable else digest
 
 
 def _check_fields(row: dict, names: tuple, index: int, dataset_id: str):
