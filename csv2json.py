@@ -28,6 +28,7 @@ import sys
 
 from config import DataConfig, parse
 from vlmtune.formats import check_row, read_csv, rows_to_conversations, split_rows, write_atomically
+from vlmtune.images import notes as image_notes
 from vlmtune.sources import read_class_aliases
 
 SHOWN_REJECTIONS = 10  # printed on screen; rejected.csv holds them all
@@ -88,6 +89,8 @@ def main(argv=None):
         print(f"  {entry['id']}: {entry['reason']}")
     if len(rejected) > SHOWN_REJECTIONS:
         print(f"  ... and {len(rejected) - SHOWN_REJECTIONS} more")
+    for note in image_notes(sorted({os.path.join(data_dir, row["image_path"]) for row in good})):  # several frames
+        print(note)
     if not good:
         sys.exit(f"every row of {csv_path} was rejected, so nothing was written; see {rejected_path}")
 
