@@ -29,6 +29,7 @@ import sys
 
 from config import DataConfig, parse
 from vlmtune.formats import answer_count_notes, check_row, read_csv, rows_to_conversations, split_rows, write_atomically
+from vlmtune.images import notes as image_notes
 from vlmtune.sources import read_class_aliases
 from vlmtune.text import control_tokens
 
@@ -95,6 +96,8 @@ def main(argv=None):
         print(f"  ... and {len(rejected) - SHOWN_REJECTIONS} more")
     for line in answer_count_notes(good) if data.task == "vqa" else []:  # answers other than VQA's ten
         print(line)
+    for note in image_notes(sorted({os.path.join(data_dir, row["image_path"]) for row in good})):  # several frames
+        print(note)
     if not good:
         sys.exit(f"every row of {csv_path} was rejected, so nothing was written; see {rejected_path}")
 

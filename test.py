@@ -7,7 +7,8 @@ Everything about the run (task, base model, data, image limits) is read from <ru
 GPU in bf16 where there is one (fp32 on a GPU without bf16 and on the CPU). Asks each distinct question once (COCO's
 five captions of an image: one answer, scored against all five), writes <run_dir>/predictions.jsonl first, then
 scores that file into <run_dir>/metrics.json with the task's own metrics and pictures, logs them to SwanLab with the
-images, and answers every image in test-img/ too.
+images, and answers every image in test-img/ too: a file there that cannot be used (empty, cut short, no image,
+too large or too thin) is skipped, named with its reason, and the rest are answered.
 """
 
 import json
@@ -17,11 +18,12 @@ import config
 from vlmtune import text
 from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.generation import generate
+from vlmtune.images import usable
 from vlmtune.modeling import inference_placement, load_model, load_processor, load_trained, model_info
 from vlmtune.reporting import log_to_swanlab, question_rows, read_jsonl, write_jsonl
 from vlmtune.tasks import TASKS
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 def main(argv=None):
@@ -53,7 +55,10 @@ def main(argv=None):
         raise SystemExit(text.refusal(val_json, found))
     rows, questions = question_rows(records, conversations, [task.reference(r, info) for r in records])
     first_question = questions[0][0]["content"]
-    extra_images = sorted(p for p in Path(eval_cfg.test_img_dir).glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    extra_images, unusable = usable(sorted(p for p in Path(eval_cfg.test_img_dir).glob("*")
+                                           if p.suffix.lower() in IMAGE_SUFFIXES))
+    for _, reason in unusable:  # one bad file there costs its own answer only
+        print(f"{eval_cfg.test_img_dir}: skipped, {reason}")
     extra_questions = [[{"role": "user", "content": [{"type": "image", "image": str(p.resolve())}] + [
         part for part in first_question if part["type"] == "text"]}] for p in extra_images]
 

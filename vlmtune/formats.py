@@ -59,8 +59,8 @@
                                      {"type": "text", "text": "Describe this image."}]},
         {"role": "assistant", "content": [{"type": "text", "text": "A large red circle at the top left."}]}]
 
-Nothing here imports torch, nor anything of vlmtune but boxes.check_box and text.row_reason; images are checked with
-PIL.
+Nothing here imports torch, nor anything of vlmtune but boxes.check_box, images (the image checks) and
+text.row_reason.
 """
 
 import csv
@@ -71,9 +71,7 @@ import random
 import shutil
 from collections import Counter
 
-from PIL import Image
-
-from vlmtune import text
+from vlmtune import images, text
 from vlmtune.boxes import check_box
 
 # The columns of data.csv, per task; a vqa CSV may add TURNS_COLUMN.
@@ -251,20 +249,16 @@ def check_row(row, csv_dir, task) -> str | None:
     path = os.path.join(csv_dir, row["image_path"])
     if not os.path.isfile(path):
         return f"image not found: {path}"
-    # verify() walks the file's structure (for a PNG, every chunk and its checksum) without decoding pixels, and does
-    # next to nothing for a JPEG; load() decodes every pixel, which is what catches a JPEG cut short. PIL raises many
-    # types for a broken file (OSError, SyntaxError, struct.error, ...): any of them means training could not read it.
-    try:
-        with Image.open(path) as image:
-            image.verify()
-        with Image.open(path) as image:
-            image.load()
-            size = image.size
-    except Exception as error:
-        return f"image does not decode: {path} ({type(error).__name__}: {error})"
+    reason = images.problem(path)  # the file as every later step reads it: one check for csv2json and test.py
+    if reason is not None:
+        return reason
+    size = images.stored_size(path)  # as a viewer shows it: turned by its EXIF orientation
     if task == "grounding" and size != (int(row["width"]), int(row["height"])):
         # The box is in pixels of an image of the row's size: on an image of another size it would point elsewhere.
-        return f"the image is {size[0]}x{size[1]} pixels, but the row's box is for {row['width']}x{row['height']}"
+        turned = "" if size[::-1] != (int(row["width"]), int(row["height"])) else (
+            " as stored, before its EXIF orientation turns it upright; give the box in the upright picture")
+        return (f"the image is {size[0]}x{size[1]} pixels, but the row's box is for {row['width']}x{row['height']}"
+                + turned)
     return None
 
 

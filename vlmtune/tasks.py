@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import boxes, metrics
+from . import boxes, images, metrics
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,7 @@ def draw_gallery(rows, predicted, path, columns: int = 4, max_images: int = 16, 
     shown = list(zip(rows, predicted))[:max_images]
     sheet = Image.new("RGB", (columns * thumb, -(-len(shown) // columns) * thumb), "white")
     for i, (row, box) in enumerate(shown):
-        with Image.open(row["image"]) as opened:
-            image = opened.convert("RGB")
+        image = images.open_rgb(row["image"])  # upright, as the boxes are given
         scale = thumb / max(image.size)
         image = image.resize((round(image.width * scale), round(image.height * scale)))
         draw = ImageDraw.Draw(image)
