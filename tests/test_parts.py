@@ -9,7 +9,7 @@ import functools
 
 import pytest
 import torch
-from transformers import TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 import config
 import train
@@ -167,6 +167,20 @@ def test_optimizer_groups_carry_each_parts_learning_rate_and_no_decay_on_vectors
     summary = sorted((g["lr"], g["weight_decay"], sum(p.numel() for p in g["params"])) for g in groups)
     assert summary == [(2e-5, 0.0, 128 + 128), (2e-5, 0.1, 128 * 128 * 2),  # projector: two linear layers
                        (2e-4, 0.1, sum(p.numel() for n, p in model.named_parameters() if "lora_" in n))]
+
+
+def test_the_logged_learning_rate_is_the_language_models_with_vision_lora(tmp_path):
+    # The Trainer logs the first group's rate (get_last_lr()[0]); with --vision lora it logged --vision_lr.
+    model = modeling.prepare_for_training(fresh_model("tiny-qwen2-vl"), tune("--vision", "lora", "--projector", "full"))
+    rates = {"language": 2e-4, "vision": 1e-5, "projector": 2e-5}
+    groups = parts.optimizer_groups(model, rates, weight_decay=0.0)
+    assert groups[0]["lr"] == 2e-4 and {g["lr"] for g in groups} == {2e-4, 1e-5, 2e-5}
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=1, learning_rate=2e-4, report_to=[], use_cpu=True,
+                             lr_scheduler_type="constant", save_strategy="no")
+    trainer = Trainer(model=model, args=args)
+    trainer.optimizer = torch.optim.AdamW(groups)
+    trainer.create_scheduler(num_training_steps=1)
+    assert trainer._get_learning_rate() == 2e-4
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -108,5 +108,8 @@ def optimizer_groups(model, learning_rates: dict[str, float], weight_decay: floa
         for parameter in parameters.values():
             if parameter.requires_grad:
                 groups[part, parameter.ndim >= 2].append(parameter)
-    return [{"params": params, "lr": learning_rates[part], "weight_decay": weight_decay if decays else 0.0}
-            for (part, decays), params in groups.items()]
+    # The language model's groups first: the Trainer logs the learning rate of the first group, and that is the
+    # rate of --learning_rate (--vision_lr and --projector_lr set the others).
+    order = sorted(groups, key=lambda key: (key[0] != "language", not key[1]))
+    return [{"params": groups[part, decays], "lr": learning_rates[part],
+             "weight_decay": weight_decay if decays else 0.0} for part, decays in order]

@@ -25,3 +25,34 @@ def choose_swanlab_mode() -> str:
     if not os.environ.get("SWANLAB_MODE"):
         os.environ["SWANLAB_MODE"] = "online" if swanlab_logged_in() else "offline"
     return os.environ["SWANLAB_MODE"]
+
+
+def tracking_callback(project: str, experiment_name: str, mode: str):
+    """SwanLab's own Trainer callback, made so that tracking never stops a run: when SwanLab cannot start (its server
+    unreachable, an API key it refuses), a warning names the cause and the run logs in offline mode instead; when
+    even that fails, the run goes on without SwanLab. Training for hours and losing it to the tracker is worse than
+    a missing chart."""
+    from swanlab.integration.transformers import SwanLabCallback
+
+    class NeverFatalSwanLabCallback(SwanLabCallback):
+        # Every hook of SwanLabCallback calls setup() first and logs only while a SwanLab run exists, so a disabled
+        # callback logs nothing.
+        disabled = False
+
+        def setup(self, args, state, model=None):
+            if self.disabled:
+                return
+            try:
+                super().setup(args, state, model)
+            except Exception as error:  # swanlab raises AuthenticationError, network errors, ...
+                cause = f"{type(error).__name__}: {error}"
+                if self._init_kwargs.get("mode") == "offline":
+                    print(f"warning: SwanLab could not start ({cause}); training goes on without it")
+                    self.disabled = True
+                    return
+                print(f"warning: SwanLab could not start in {self._init_kwargs.get('mode')} mode ({cause}); "
+                      "logging offline to swanlog/ instead (`swanlab sync` uploads it later)")
+                self._init_kwargs["mode"] = os.environ["SWANLAB_MODE"] = "offline"
+                self.setup(args, state, model)
+
+    return NeverFatalSwanLabCallback(project=project, mode=mode, experiment_name=experiment_name)

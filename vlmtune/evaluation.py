@@ -1,0 +1,56 @@
+"""Evaluation in one place: the distinct questions of a validation file, answered by batched generation and scored
+by the task's own metrics. test.py uses it for the base and the fine-tuned model; training uses it for the metric
+curve beside the loss (TaskMetricEvaluation), so both report the same number for the same questions.
+"""
+
+import tempfile
+
+from .formats import to_messages
+from .generation import generate
+from .reporting import question_rows
+
+# The number each task's community reports first: --metric_for_best_model names it with "eval_" before it.
+HEADLINE = {"caption": "cider", "classification": "accuracy", "grounding": "acc@0.5", "vqa": "vqa_accuracy"}
+
+
+def validation_questions(records: list[dict], base_dir, task, model_info: dict, limit: int = 0):
+    """(rows, questions) of test.py's predictions.jsonl for `records` (reporting.question_rows): one row per
+    distinct question; `limit` > 0 keeps the first `limit` of them, in file order."""
+    conversations = [task.adapt(to_messages(record, base_dir), record, model_info) for record in records]
+    rows, questions = question_rows(records, conversations, [task.reference(r, model_info) for r in records])
+    if limit:
+        rows, questions = rows[:limit], questions[:limit]
+    return rows, questions
+
+
+def score_answers(task, rows: list[dict], answers: list[str], out_dir) -> dict:
+    """The task's numeric metrics of one model's `answers` to `rows` ({"cider": ..., "bleu4": ...})."""
+    scored = task.score([row | {"base": answer, "prediction": answer} for row, answer in zip(rows, answers)],
+                        out_dir)["fine_tuned"]
+    return {key: value for key, value in scored.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+class TaskMetricEvaluation:
+    """Trainer mixin (class MyTrainer(TaskMetricEvaluation, Trainer)): every evaluation also answers the validation
+    questions with the model as it is and adds the task's metrics (eval_cider, eval_accuracy, eval_acc@0.5,
+    eval_vqa_accuracy, ...) to the validation loss, so they are logged together (console, SwanLab) and
+    --metric_for_best_model and early stopping can use them.
+
+    Set `task_evaluation` to (task, rows, questions, processor, generation settings) before training; None evaluates
+    the loss only. Generation is greedy and batched (vlmtune.generation), the pictures the task draws go to a
+    temporary folder.
+    """
+
+    task_evaluation = None
+
+    def evaluation_loop(self, *args, metric_key_prefix: str = "eval", **kwargs):
+        output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
+        if self.task_evaluation is not None:
+            task, rows, questions, processor, settings = self.task_evaluation
+            model = self.accelerator.unwrap_model(self.model)
+            answers = generate(model, processor, questions, desc=f"{metric_key_prefix} {task.name}", **settings)
+            with tempfile.TemporaryDirectory() as pictures:
+                scores = score_answers(task, rows, answers, pictures)
+            output.metrics.update({f"{metric_key_prefix}_{key}": value for key, value in scores.items()})
+        return output
