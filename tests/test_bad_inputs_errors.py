@@ -69,7 +69,8 @@ def _err_model_folder(tmp_path, fixture: Path, config_edit=None, files=("config.
     (load_model, ["--basemodel", "x"], "--basemodel (did you mean --base_model?)"),
 ])
 def test_unknown_flag_is_named_with_the_closest_known_one(module, argv, flag):
-    """An unknown flag in csv2json.py, test.py, load_model.py: clear error naming the flag and --help."""
+    """An unknown flag in csv2json.py, test.py, load_model.py: clear error naming the flag and --help.
+    Outcome: clear error."""
     script = Path(module.__file__).name
     with pytest.raises(SystemExit) as stop:
         module.main(argv)
@@ -78,13 +79,15 @@ def test_unknown_flag_is_named_with_the_closest_known_one(module, argv, flag):
 
 
 def test_unknown_flag_in_train_py_is_named(tiny_model_dir):
-    """An unknown flag in train.py (parsed with the TrainingArguments): clear error naming it."""
+    """An unknown flag in train.py (parsed with the TrainingArguments): clear error naming it.
+    Outcome: clear error."""
     with pytest.raises(SystemExit, match=r"^train\.py: unknown flag --learnig_rate \(did you mean --learning_rate\?\)"):
         train.main(["--model_dir", str(tiny_model_dir), "--learnig_rate", "1e-4"])
 
 
 def test_unknown_flag_in_merge_py_is_named():
-    """An unknown flag in merge.py (argparse): clear error `merge.py: ...`, not argparse's usage and exit 2."""
+    """An unknown flag in merge.py (argparse): clear error `merge.py: ...`, not argparse's usage and exit 2.
+    Outcome: clear error."""
     with pytest.raises(SystemExit, match=r"^merge\.py: unrecognized arguments: --run-dir x$"):
         merge.main(["--run-dir", "x"])
 
@@ -97,20 +100,23 @@ def test_unknown_flag_in_merge_py_is_named():
     (["--task", "grounding", "--source", "folder"], "csv2json.py: --source folder has no data for --task grounding"),
 ])
 def test_invalid_flag_value_is_one_message_naming_the_flag(argv, message):
-    """An invalid --val_size, --task or --source (a dataclass's ValueError, argparse's type error): clear error."""
+    """An invalid --val_size, --task or --source (a dataclass's ValueError, argparse's type error): clear error.
+    Outcome: clear error."""
     with pytest.raises(SystemExit) as stop:
         csv2json.main(argv)
     assert str(stop.value.code).startswith(message)
 
 
 def test_invalid_projector_mode_stops_train_py_naming_the_flag(tiny_model_dir):
-    """--projector lora (TuneConfig's __post_init__ ValueError) in train.py: clear error naming the flag."""
+    """--projector lora (TuneConfig's __post_init__ ValueError) in train.py: clear error naming the flag.
+    Outcome: clear error."""
     with pytest.raises(SystemExit, match=r"^train\.py: --projector 'lora': choose one of frozen, full$"):
         train.main(["--model_dir", str(tiny_model_dir), "--projector", "lora"])
 
 
 def test_yaml_syntax_error_in_config_names_the_file_and_line(tmp_path):
-    """A --config file with a YAML syntax error on line 3: clear error naming the file and the line."""
+    """A --config file with a YAML syntax error on line 3: clear error naming the file and the line.
+    Outcome: clear error."""
     preset = tmp_path / "preset.yaml"
     preset.write_text("task: caption\nval_size: 4\nprompt: [Describe this image.\nsplit_seed: 1\n")
     with pytest.raises(SystemExit) as stop:
@@ -121,7 +127,8 @@ def test_yaml_syntax_error_in_config_names_the_file_and_line(tmp_path):
 
 
 def test_config_file_that_is_a_list_is_refused_naming_the_file(tmp_path):
-    """A --config file whose top level is a list, not a mapping: clear error naming the file and the form."""
+    """A --config file whose top level is a list, not a mapping: clear error naming the file and the form.
+    Outcome: clear error."""
     preset = tmp_path / "preset.yaml"
     preset.write_text("- task: caption\n- val_size: 4\n")
     with pytest.raises(SystemExit) as stop:
@@ -132,7 +139,8 @@ def test_config_file_that_is_a_list_is_refused_naming_the_file(tmp_path):
 
 def test_bad_flag_from_the_shell_prints_one_line_and_exits_1(tmp_path):
     """`python csv2json.py --val_size 1.5` and `python merge.py --bogus` from a shell: the message on stderr, exit
-    status 1, no traceback, no usage screen."""
+    status 1, no traceback, no usage screen.
+    Outcome: clear error."""
     for args, expected in ((["csv2json.py", "--data_dir", str(tmp_path), "--val_size", "1.5", "--bogus"],
                             "csv2json.py: unknown flag --bogus"),
                            (["merge.py", "--bogus"], "merge.py: unrecognized arguments: --bogus")):
@@ -143,7 +151,8 @@ def test_bad_flag_from_the_shell_prints_one_line_and_exits_1(tmp_path):
 
 
 def test_failing_train_sh_ends_with_train_py_message_and_no_accelerate_traceback():
-    """`sh train.sh --no_such_flag`: train.py's one message, exit status 1, and no accelerate traceback after it."""
+    """`sh train.sh --no_such_flag`: train.py's one message, exit status 1, and no accelerate traceback after it.
+    Outcome: clear error."""
     logs = ROOT / "logs"
     before = set(logs.glob("*")) if logs.is_dir() else set()
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
@@ -164,7 +173,8 @@ def test_failing_train_sh_ends_with_train_py_message_and_no_accelerate_traceback
 
 def test_non_utf8_byte_in_data_csv_names_file_line_and_byte(tmp_path):
     """data.csv saved in Latin-1 (a caption with é on line 3): clear error naming the file, the line, the byte's
-    offset and to save it as UTF-8, not advice to use another --task."""
+    offset and to save it as UTF-8, not advice to use another --task.
+    Outcome: clear error."""
     (tmp_path / "data.csv").write_bytes("id,image_path,caption\na,a.png,A dog.\nb,b.png,A café.\n".encode("latin-1"))
     with pytest.raises(SystemExit) as stop:
         csv2json.main(["--data_dir", str(tmp_path)])
@@ -176,7 +186,8 @@ def test_non_utf8_byte_in_data_csv_names_file_line_and_byte(tmp_path):
 
 def test_image_deleted_after_csv2json_stops_train_py_naming_record_and_fix(tmp_path, tiny_model_dir):
     """An image deleted after csv2json.py: train.py stops naming the record, the file, how many more, and to run
-    csv2json.py again (not a FileNotFoundError traceback)."""
+    csv2json.py again (not a FileNotFoundError traceback).
+    Outcome: clear error."""
     data_dir = _err_dataset(tmp_path / "data")
     records = json.loads((data_dir / "train.json").read_text())
     image = data_dir / formats._segments(records[0]["conversations"][0]["value"])[1][1]
@@ -192,7 +203,8 @@ def test_image_deleted_after_csv2json_stops_train_py_naming_record_and_fix(tmp_p
 
 def test_image_overwritten_with_garbage_stops_train_py_naming_the_record(tmp_path, tiny_model_dir):
     """An image overwritten with text after csv2json.py: train.py stops before training, naming the record and the
-    file, and to run csv2json.py again."""
+    file, and to run csv2json.py again.
+    Outcome: clear error."""
     data_dir = _err_dataset(tmp_path / "data")
     record = json.loads((data_dir / "train.json").read_text())[1]
     image = data_dir / formats._segments(record["conversations"][0]["value"])[1][1]
@@ -214,7 +226,8 @@ def _err_truncated_png(path: Path) -> Path:
 
 def test_image_broken_at_its_batch_raises_naming_the_record_in_the_collator(tmp_path, tiny_model_dir):
     """An image whose header reads but whose pixels are cut off, met at its batch: the collator raises
-    UnreadableImage naming the record id and the file, not PIL's error deep inside a library."""
+    UnreadableImage naming the record id and the file, not PIL's error deep inside a library.
+    Outcome: clear error."""
     from vlmtune.modeling import load_processor
 
     processor = load_processor(str(tiny_model_dir), 3136, 112 * 112)
@@ -238,7 +251,8 @@ def test_image_broken_at_its_batch_raises_naming_the_record_in_the_collator(tmp_
 
 
 def test_empty_val_json_stops_test_py_with_the_fix(tmp_path, tiny_model_dir):
-    """An empty val.json ([]): test.py stops naming the file and the fix, not an IndexError."""
+    """An empty val.json ([]): test.py stops naming the file and the fix, not an IndexError.
+    Outcome: clear error."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / "val.json").write_text("[]\n")
@@ -250,7 +264,8 @@ def test_empty_val_json_stops_test_py_with_the_fix(tmp_path, tiny_model_dir):
 
 
 def test_malformed_val_json_stops_test_py_naming_the_file(tmp_path, tiny_model_dir):
-    """A val.json cut short (not valid JSON): test.py stops naming the file, the position and the fix."""
+    """A val.json cut short (not valid JSON): test.py stops naming the file, the position and the fix.
+    Outcome: clear error."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (data_dir / "val.json").write_text('[{"id": "a", "conversations": [')
@@ -276,7 +291,8 @@ def _err_full_run_dir(tmp_path, model_dir: Path, data_dir: Path) -> Path:
 
 def test_kill_between_the_renames_of_csv2json_is_refused_then_repaired(tmp_path, monkeypatch):
     """csv2json.py killed after renaming train.json but before val.json (a new split beside the old val.json):
-    load_conversations (train.py, test.py) refuses the folder with the fix, and the next csv2json.py repairs it."""
+    load_conversations (train.py, test.py) refuses the folder with the fix, and the next csv2json.py repairs it.
+    Outcome: handled right."""
     data_dir = _err_dataset(tmp_path / "data", n=8)
     old_val = (data_dir / "val.json").read_text()
     real_replace = os.replace
@@ -310,7 +326,8 @@ def test_kill_between_the_renames_of_csv2json_is_refused_then_repaired(tmp_path,
 
 def test_model_folder_with_a_config_but_no_weights_is_named(tmp_path, fixtures_dir):
     """A folder holding Qwen2-VL-2B's real config.json and processor config but no weights: train.py stops saying
-    what it holds and to run load_model.py, not a traceback of from_pretrained."""
+    what it holds and to run load_model.py, not a traceback of from_pretrained.
+    Outcome: clear error."""
     folder = _err_model_folder(tmp_path, fixtures_dir / "qwen2-vl-2b-instruct",
                                files=("config.json", "preprocessor_config.json"))
     with pytest.raises(SystemExit) as stop:
@@ -323,7 +340,8 @@ def test_model_folder_with_a_config_but_no_weights_is_named(tmp_path, fixtures_d
 
 
 def test_model_folder_whose_index_names_absent_shards_is_named(tmp_path, fixtures_dir):
-    """LLaVA-1.5-7B's real model.safetensors.index.json without its shards: clear error counting the missing ones."""
+    """LLaVA-1.5-7B's real model.safetensors.index.json without its shards: clear error counting the missing ones.
+    Outcome: clear error."""
     fixture = fixtures_dir / "llava-1.5-7b-hf"
     folder = _err_model_folder(tmp_path, fixture, files=("config.json", "model.safetensors.index.json",
                                                          "preprocessor_config.json"))
@@ -336,7 +354,8 @@ def test_model_folder_whose_index_names_absent_shards_is_named(tmp_path, fixture
 
 def test_model_folder_of_a_text_only_qwen2_is_named(tmp_path, fixtures_dir):
     """A folder of a text-only Qwen2 language model (the real Qwen2-VL config made a Qwen2ForCausalLM one): clear
-    error that it reads no images and what to give, not "can't load image processor ... huggingface.co"."""
+    error that it reads no images and what to give, not "can't load image processor ... huggingface.co".
+    Outcome: clear error."""
     def text_only(config):
         for key in ("vision_config", "vision_start_token_id", "vision_end_token_id", "vision_token_id",
                     "image_token_id", "video_token_id", "rope_scaling"):
@@ -353,7 +372,8 @@ def test_model_folder_of_a_text_only_qwen2_is_named(tmp_path, fixtures_dir):
 
 
 def test_model_folder_of_another_architecture_is_named(tmp_path):
-    """A folder of a BERT model (its config saved by transformers): clear error naming what it holds."""
+    """A folder of a BERT model (its config saved by transformers): clear error naming what it holds.
+    Outcome: clear error."""
     from transformers import BertConfig
 
     BertConfig().save_pretrained(tmp_path / "bert")
@@ -379,7 +399,8 @@ def _err_adapter_run(tmp_path, model_dir: Path) -> Path:
 
 def test_write_atomically_to_a_full_disk_leaves_the_old_file_and_no_temporary(tmp_path):
     """Writing a file on a full disk (its temporary a link to /dev/full): OSError ENOSPC, the old file kept, no
-    temporary left behind."""
+    temporary left behind.
+    Outcome: handled right."""
     target = tmp_path / "val.json"
     target.write_text("[old]")
     (tmp_path / "val.json.tmp").symlink_to(FULL)
@@ -392,7 +413,8 @@ def test_write_atomically_to_a_full_disk_leaves_the_old_file_and_no_temporary(tm
 
 def test_full_disk_in_csv2json_is_named_and_keeps_the_old_pair(tmp_path):
     """csv2json.py on a full disk (val.json's temporary on /dev/full): clear error "no space left on device while
-    writing <folder>", train.json and val.json of the earlier run kept whole, no temporary left."""
+    writing <folder>", train.json and val.json of the earlier run kept whole, no temporary left.
+    Outcome: clear error."""
     data_dir = _err_dataset(tmp_path / "data")
     before = {name: (data_dir / name).read_text() for name in ("train.json", "val.json")}
     (data_dir / "val.json.tmp").symlink_to(FULL)
@@ -406,7 +428,8 @@ def test_full_disk_in_csv2json_is_named_and_keeps_the_old_pair(tmp_path):
 
 def test_full_disk_at_train_py_final_save_leaves_no_half_run(tmp_path, tiny_model_dir):
     """train.py's final save on a full disk (<run>/tokenizer.json on /dev/full): clear error naming the run folder,
-    no run_config.json and no adapter left that test.py or merge.py would read."""
+    no run_config.json and no adapter left that test.py or merge.py would read.
+    Outcome: clear error."""
     data_dir = _err_dataset(tmp_path / "data", n=4)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -421,7 +444,8 @@ def test_full_disk_at_train_py_final_save_leaves_no_half_run(tmp_path, tiny_mode
 
 def test_full_disk_at_a_checkpoint_removes_the_partial_checkpoint(tmp_path, tiny_model_dir):
     """A checkpoint save on a full disk (checkpoint-1/trainer_state.json on /dev/full): clear error naming
-    checkpoint-1, and no checkpoint-1 folder left for --resume_from_checkpoint to load."""
+    checkpoint-1, and no checkpoint-1 folder left for --resume_from_checkpoint to load.
+    Outcome: clear error."""
     data_dir = _err_dataset(tmp_path / "data", n=4)
     checkpoint = tmp_path / "run" / "checkpoint-1"
     checkpoint.mkdir(parents=True)
@@ -436,7 +460,8 @@ def test_full_disk_at_a_checkpoint_removes_the_partial_checkpoint(tmp_path, tiny
 
 def test_full_disk_saving_a_model_folder_leaves_no_temporary_folder(tmp_path, tiny_model_dir):
     """The model folder of load_model.py and merge.py saved on a full disk (tokenizer.json of its temporary folder on
-    /dev/full): clear error naming the folder, no temporary folder and no model folder left."""
+    /dev/full): clear error naming the folder, no temporary folder and no model folder left.
+    Outcome: clear error."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
@@ -456,7 +481,8 @@ def test_full_disk_saving_a_model_folder_leaves_no_temporary_folder(tmp_path, ti
 
 def test_ctrl_c_in_data2csv_leaves_no_temporary_file(tmp_path, monkeypatch):
     """Ctrl-C while data2csv.py writes its third image: no image .tmp and no data.csv.tmp left, and data.csv holds
-    the two images finished before."""
+    the two images finished before.
+    Outcome: handled right."""
     real_save = Image.Image.save
     saved = []
 
@@ -478,7 +504,8 @@ def test_ctrl_c_in_data2csv_leaves_no_temporary_file(tmp_path, monkeypatch):
 
 def test_failed_download_leaves_no_model_folder(tmp_path, monkeypatch):
     """A download cut off after config.json arrived (the connection drops): clear error naming the model and the hub,
-    and neither the model folder nor its download folder is left (a later run would take config.json for a model)."""
+    and neither the model folder nor its download folder is left (a later run would take config.json for a model).
+    Outcome: clear error."""
     import modelscope
 
     def cut_off(model_id, local_dir):
@@ -495,7 +522,8 @@ def test_failed_download_leaves_no_model_folder(tmp_path, monkeypatch):
 
 
 def test_full_disk_while_load_model_saves_the_tiny_model_is_named(tmp_path):
-    """load_model.py building the tiny model on a full disk: clear error naming the folder, and no folder left."""
+    """load_model.py building the tiny model on a full disk: clear error naming the folder, and no folder left.
+    Outcome: clear error."""
     out = tmp_path / "tiny"
     staging = tmp_path / f"tiny.tmp-{os.getpid()}"
     staging.mkdir()
