@@ -11,6 +11,7 @@ flags on the command line win over both.
 
 import argparse
 import ast
+import difflib
 import inspect
 import os
 import sys
@@ -272,17 +273,65 @@ def parse(argv, *groups, defaults: dict | None = None):
     replacing the one before.
 
     Why not HfArgumentParser.parse_yaml_file: it reads the file alone, with no way for a flag to override a value.
+    Bad input (an unknown flag, a value a group refuses, a broken --config file) stops the script with one message,
+    `<script>: what is wrong`, exit status 1, and no traceback.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(groups)
+    parser = stop_on_error(HfArgumentParser(groups))
     parser.add_argument("--config", default=None, help="YAML file whose keys replace the defaults; flags win.")
     document(parser, groups)
     parser.set_defaults(**(defaults or {}))
     # One preset serves every step: each script takes its own groups' keys and leaves the others' alone.
     mine = {f.name for group in groups for f in fields(group)}
     parser.set_defaults(**{key: value for key, value in read_config_file(argv, parser).items() if key in mine})
-    parsed = parser.parse_args_into_dataclasses(argv, look_for_args_file=False)
+    try:
+        *parsed, unused = parser.parse_args_into_dataclasses(argv, look_for_args_file=False,
+                                                             return_remaining_strings=True)
+    except ValueError as error:  # a dataclass's __post_init__ (ours or TrainingArguments') refused a value
+        raise SystemExit(f"{parser.prog}: {error}") from None
+    if unused:
+        parser.error(unknown_flags_message(unused, parser))
     return [p for p in parsed if isinstance(p, groups)]
+
+
+def script_name() -> str:
+    """The step script (train.py, csv2json.py, ...) that called into this module, for its messages.
+
+    argparse names the program after sys.argv[0], which is pytest or accelerate's launcher when a test or train.sh
+    runs a script's main(): the calling script is the first frame, outwards, of a file beside this one."""
+    here = Path(__file__).resolve()
+    frame = sys._getframe(1)
+    while frame is not None:
+        path = Path(frame.f_globals.get("__file__") or here).resolve()
+        if path.parent == here.parent and path != here:
+            return path.name
+        frame = frame.f_back
+    return Path(sys.argv[0]).name
+
+
+def stop_on_error(parser):
+    """The parser, its errors made `raise SystemExit("<script>: message")`: one line and exit status 1, where
+    argparse prints its whole usage (hundreds of TrainingArguments flags) before the message and exits with 2."""
+    parser.prog = script_name()
+
+    def error(message):
+        raise SystemExit(f"{parser.prog}: {message}")
+
+    parser.error = error  # argparse reports every error of parsing through self.error
+    return parser
+
+
+def unknown_flags_message(unused: list[str], parser) -> str:
+    """What to say of the argv strings that no flag took: each unknown flag with the known flag it most resembles."""
+    known = [option for action in parser._actions for option in action.option_strings]  # no public list of them
+    flags = [text.split("=", 1)[0] for text in unused if text.startswith("-")]
+    if not flags:
+        return f"unexpected values {' '.join(unused)} (every value follows its --flag); see `--help`"
+    parts = []
+    for flag in flags:
+        close = difflib.get_close_matches(flag, known, n=1)
+        parts.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+    return f"unknown flag{'s' if len(parts) > 1 else ''} {', '.join(parts)}: see `python {parser.prog} --help`"
 
 
 def attribute_docs(group) -> dict[str, str]:
@@ -317,13 +366,33 @@ def read_config_file(argv: list, parser) -> dict:
         parser.error("--config needs a YAML file")
     if not os.path.isfile(argv[at + 1]):
         parser.error(f"--config {argv[at + 1]}: no such file")
-    with open(argv[at + 1], encoding="utf-8") as f:
-        values = yaml.safe_load(f) or {}
+    values = read_yaml(argv[at + 1], parser)
     everywhere = {f.name for group in (DataConfig, ModelConfig, TuneConfig, EvalConfig, TrainingArguments)
                   for f in fields(group)}
     unknown = sorted(set(values) - everywhere)
     if unknown:
         parser.error(f"{argv[at + 1]}: unknown keys {unknown}; see `--help` for the valid ones")
+    return values
+
+
+def read_yaml(path: str, parser) -> dict:
+    """The mapping a --config file holds ({} for an empty file); a file that is no YAML mapping is a parser error
+    naming the file (and the line, for a syntax error)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f)
+    except UnicodeDecodeError as error:
+        parser.error(f"--config {path}: byte {error.start} is not UTF-8: save the file as UTF-8")
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        parser.error(f"--config {path}{where}: not valid YAML ({problem}): fix the file (key: value lines)")
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        parser.error(f"--config {path} holds a YAML {type(values).__name__}, not a mapping of settings: write one "
+                     "`key: value` line per setting (see the presets in scripts/)")
     return values
 
 
@@ -334,7 +403,7 @@ def given(argv, *groups) -> dict:
     The flags are read by the parser `parse` uses, so `--learning-rate`, `--no_bf16` and abbreviations count too.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(groups, add_help=False)  # --help is for `parse` to answer
+    parser = stop_on_error(HfArgumentParser(groups, add_help=False))  # --help is for `parse` to answer
     parser.add_argument("--config", default=None)
     names = {f.name for group in groups for f in fields(group)}
     # argparse puts a default only where the namespace lacks the name: one still `unset` after parsing was not given.
@@ -366,11 +435,17 @@ def refuse_tiny_defaults(argv, *groups) -> None:
     """
     chosen = given(argv, *groups)
     left = [name for name in TINY_ONLY if name not in chosen]
-    model_cfg = ModelConfig(**{f.name: chosen[f.name] for f in fields(ModelConfig) if f.name in chosen})
+    try:
+        model_cfg = ModelConfig(**{f.name: chosen[f.name] for f in fields(ModelConfig) if f.name in chosen})
+    except ValueError as error:  # as `parse` reports it
+        raise SystemExit(f"{script_name()}: {error}") from None
     model_dir = model_cfg.resolved_model_dir
     if not left or not os.path.isfile(os.path.join(model_dir, "config.json")):
         return  # a folder without a model: train.py says so itself
     trust = model_cfg.trust_remote_code
+    from vlmtune.modeling import check_model_dir
+
+    check_model_dir(model_dir, trust)  # a folder of a text-only model or without weights: say so, not a traceback
     with torch.device("meta"):
         skeleton = AutoModelForImageTextToText.from_config(
             AutoConfig.from_pretrained(model_dir, trust_remote_code=trust), trust_remote_code=trust)

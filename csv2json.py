@@ -28,8 +28,10 @@ import os
 import sys
 
 from config import DataConfig, parse
-from vlmtune.formats import answer_count_notes, check_row, read_csv, rows_to_conversations, split_rows, write_atomically
+from vlmtune.formats import (NotUtf8Error, answer_count_notes, check_row, read_csv, rows_to_conversations, split_rows,
+                             write_atomically, write_file_set)
 from vlmtune.images import notes as image_notes
+from vlmtune.saving import stop_on_write_error
 from vlmtune.sources import read_class_aliases
 from vlmtune.text import control_tokens
 
@@ -56,6 +58,8 @@ def main(argv=None):
     # ------------------------------------------------------------------ Check
     try:
         rows = read_csv(csv_path, data.task)
+    except NotUtf8Error as error:  # not a matter of --task
+        sys.exit(f"csv2json.py: {error}")
     except ValueError as error:
         sys.exit(f"{error}: give the --task that data2csv.py wrote it for")
     good, rejected = [], []
@@ -86,7 +90,8 @@ def main(argv=None):
     writer = csv.DictWriter(buffer, fieldnames=["id", "reason"], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rejected)
-    write_atomically(rejected_path, buffer.getvalue())
+    with stop_on_write_error(data_dir):
+        write_atomically(rejected_path, buffer.getvalue())
 
     listed = f" (all listed in {rejected_path})" if rejected else ""
     print(f"{csv_path}: rows read: {len(rows)}, rows rejected: {len(rejected)}{listed}")
@@ -109,18 +114,24 @@ def main(argv=None):
     except ValueError as error:  # an alias of a class that no row has
         sys.exit(f"csv2json.py: {error}")
     conversation_of = dict(zip((row["id"] for row in good), conversations))
+    # train.json, val.json and test.json are one set: written together (formats.write_file_set), so that a run killed
+    # halfway never leaves a train.json of this split beside a val.json of the last one, which would train on images
+    # that are then scored. No test split now: a test.json of an earlier run is removed with the set.
+    texts, lines = {}, []
     for name in ("train", "val", "test"):
         path = os.path.join(data_dir, f"{name}.json")
-        if name not in sides:  # no test split: a test.json of an earlier run would be taken for this one's
+        if name not in sides:
+            texts[f"{name}.json"] = None
             if os.path.isfile(path):
-                os.remove(path)
-                print(f"removed {path}, an earlier run's: data.csv has no test split now")
+                lines.append(f"removed {path}, an earlier run's: data.csv has no test split now")
             continue
-        split = sides[name]
-        records = [conversation_of[row["id"]] for row in split]
-        write_atomically(path, json.dumps(records, ensure_ascii=False, indent=2) + "\n")
-        n_images = len({row["image_path"] for row in split})
-        print(f"wrote {path} (conversations: {len(records)}, images: {n_images})")
+        records = [conversation_of[row["id"]] for row in sides[name]]
+        texts[f"{name}.json"] = json.dumps(records, ensure_ascii=False, indent=2) + "\n"
+        n_images = len({row["image_path"] for row in sides[name]})
+        lines.append(f"wrote {path} (conversations: {len(records)}, images: {n_images})")
+    with stop_on_write_error(data_dir):
+        write_file_set(data_dir, texts)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@
 The tiny model is built once and cached: a second run finds it in --model_dir and does nothing.
 """
 
+import os
+import shutil
 import time
 from pathlib import Path
 
 import config
-from vlmtune import modeling, pretraining, tiny
+from vlmtune import modeling, pretraining, saving, tiny
 
 
 def main(argv=None):
@@ -30,15 +32,33 @@ def main(argv=None):
         if log:
             print(f"pretrained {model_cfg.pretrain_steps} steps on the synthetic world: loss "
                   f"{log[0]['loss']:.3f} -> {log[-1]['loss']:.3f}")
-        modeling.save_pretrained_atomically(model, processor, out_dir)
+        with saving.stop_on_write_error(out_dir):  # a full disk: named, and no folder left behind
+            modeling.save_pretrained_atomically(model, processor, out_dir)
     else:
+        if os.path.isdir(out_dir) and os.listdir(out_dir):
+            raise SystemExit(f"{out_dir} holds files but no config.json: empty it or delete it, or give another "
+                             "--model_dir, and run again.")
+        # Into a folder beside, renamed when complete: a download cut short (the network, a full disk, Ctrl-C) would
+        # otherwise leave a folder with a config.json and part of the weights, which this script then takes for a
+        # model. What it downloaded is removed, so a failed download starts again from nothing.
+        staging = f"{out_dir.rstrip('/')}.download"
+        shutil.rmtree(staging, ignore_errors=True)
+        os.makedirs(staging)
         try:
-            modeling.download_model(model_cfg.base_model, model_cfg.hub, out_dir)
-        except OSError as error:  # connection failures of both hubs' clients derive from OSError
+            modeling.download_model(model_cfg.base_model, model_cfg.hub, staging)
+        except BaseException as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            if saving.is_full_disk(error):
+                raise SystemExit(saving.write_error_message(error, out_dir)) from None
+            if not isinstance(error, OSError):  # Ctrl-C, or a bug: as it is, once the folder is removed
+                raise
             raise SystemExit(f"Could not download {model_cfg.base_model} from {model_cfg.hub} "
                              f"({modeling.hub_endpoint(model_cfg.hub)}): {error}\n"
                              f"Check the network (or HF_ENDPOINT for a Hugging Face mirror), or use --hub to pick "
-                             f"the other hub. Offline, `python load_model.py` builds the tiny model instead.")
+                             f"the other hub. Offline, `python load_model.py` builds the tiny model instead.") from None
+        if os.path.isdir(out_dir):
+            os.rmdir(out_dir)  # empty, checked above
+        os.replace(staging, out_dir)
     print(f"base model ready in {out_dir} ({time.time() - start:.0f} s)")
     return out_dir
 

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import torch
 
+import config
 from vlmtune.modeling import inference_placement, merge_adapter
+from vlmtune.saving import stop_on_write_error
 
 
 def main(argv=None):
     # ---- Config
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = config.stop_on_error(  # an unknown flag or bad value: `merge.py: message`, exit status 1
+        argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter))
     parser.add_argument("--run_dir", default="output/tiny-qwen2-vl-lora", help="a training run of train.py")
     parser.add_argument("--merged_dir", default="", help="where to save the merged model (default: <run_dir>-merged)")
     parser.add_argument("--merged_dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
@@ -36,8 +39,11 @@ def main(argv=None):
     # ---- Merge
     device, dtype = inference_placement()
     saved_dtype = None if args.merged_dtype == "auto" else getattr(torch, args.merged_dtype)
-    for warning in merge_adapter(args.run_dir, model["model_dir"], merged_dir, device, dtype,
-                                 model["trust_remote_code"], saved_dtype):
+    # A failed save (a full disk) leaves no folder behind: the merged folder is written beside and renamed.
+    with stop_on_write_error(merged_dir):
+        warnings = merge_adapter(args.run_dir, model["model_dir"], merged_dir, device, dtype,
+                                 model["trust_remote_code"], saved_dtype)
+    for warning in warnings:
         print(f"warning: {warning}")
     print(f"merged model saved to {merged_dir}")
     return merged_dir

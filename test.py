@@ -16,10 +16,11 @@ from pathlib import Path
 
 import config
 from vlmtune import text
+from vlmtune.collator import UnreadableImage
 from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.generation import generate
 from vlmtune.images import usable
-from vlmtune.modeling import inference_placement, load_model, load_processor, load_trained, model_info
+from vlmtune.modeling import check_model_dir, inference_placement, load_model, load_processor, load_trained, model_info
 from vlmtune.reporting import log_to_swanlab, question_rows, read_jsonl, write_jsonl
 from vlmtune.tasks import TASKS
 
@@ -32,8 +33,13 @@ def main(argv=None):
     run_dir = Path(eval_cfg.run_dir)
     if not (run_dir / "run_config.json").is_file():
         raise SystemExit(f"No run_config.json in {run_dir}: train first (`sh train.sh`) or pass --run_dir.")
-    run = json.loads((run_dir / "run_config.json").read_text())
-    task, model_cfg, trust = TASKS[run["data"]["task"]], run["model"], run["model"]["trust_remote_code"]
+    try:
+        run = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8"))
+        task, model_cfg, trust = TASKS[run["data"]["task"]], run["model"], run["model"]["trust_remote_code"]
+    except (ValueError, KeyError, TypeError) as error:  # not JSON, or not train.py's
+        raise SystemExit(f"test.py: {run_dir / 'run_config.json'} is not a run_config.json of train.py ({error!r}): "
+                         "train again (`sh train.sh`) or pass another --run_dir.") from None
+    check_model_dir(model_cfg["model_dir"], trust)  # the base model: still there, whole, a vision-language model
 
     # ---- Model
     processor = load_processor(model_cfg["model_dir"], model_cfg["image_min_pixels"], model_cfg["image_max_pixels"],
@@ -46,7 +52,10 @@ def main(argv=None):
 
     # ---- Data
     val_json = Path(run["data"]["data_dir"]) / "val.json"
-    records = load_conversations(val_json)
+    try:
+        records = load_conversations(val_json)
+    except (ValueError, FileNotFoundError) as error:  # missing, empty, malformed, or its images changed
+        raise SystemExit(f"test.py: {error}") from None
     if (problem := check_task(records, task.name, val_json)) is not None:  # no "task": scored as what?
         raise SystemExit(problem)
     conversations = [task.adapt(to_messages(r, val_json.parent), r, info) for r in records]
@@ -63,14 +72,18 @@ def main(argv=None):
         part for part in first_question if part["type"] == "text"]}] for p in extra_images]
 
     # ---- Generate
-    settings = dict(batch_size=eval_cfg.eval_batch_size, max_new_tokens=eval_cfg.max_new_tokens)
-    if has_adapter:
-        with model.disable_adapter():
-            base = generate(model, processor, questions + extra_questions, desc="base", **settings)
-    else:  # a fully fine-tuned run: the base model is a model of its own
-        base = generate(load_model(model_cfg["model_dir"], dtype, trust).to(device), processor,
-                        questions + extra_questions, desc="base", **settings)
-    tuned = generate(model, processor, questions + extra_questions, desc="fine-tuned", **settings)
+    ids = [row["id"] for row in rows] + [p.name for p in extra_images]  # to name an image that no longer opens
+    settings = dict(batch_size=eval_cfg.eval_batch_size, max_new_tokens=eval_cfg.max_new_tokens, ids=ids)
+    try:
+        if has_adapter:
+            with model.disable_adapter():
+                base = generate(model, processor, questions + extra_questions, desc="base", **settings)
+        else:  # a fully fine-tuned run: the base model is a model of its own
+            base = generate(load_model(model_cfg["model_dir"], dtype, trust).to(device), processor,
+                            questions + extra_questions, desc="base", **settings)
+        tuned = generate(model, processor, questions + extra_questions, desc="fine-tuned", **settings)
+    except UnreadableImage as error:
+        raise SystemExit(f"test.py: {error}") from None
     rows = [row | {"base": b, "prediction": t} for row, b, t in zip(rows, base, tuned)]
     extra_rows = [{"id": p.name, "image": str(p.resolve()), "base": b, "prediction": t}
                   for p, b, t in zip(extra_images, base[len(rows):], tuned[len(rows):])]

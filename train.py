@@ -15,13 +15,15 @@ from pathlib import Path
 
 from swanlab.integration.transformers import SwanLabCallback
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import config
-from vlmtune import parts, text
-from vlmtune.collator import TrainCollator, drop_overlong, images_of
+from vlmtune import parts, saving, text
+from vlmtune.collator import TrainCollator, UnreadableImage, drop_overlong, images_of
 from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.images import resolution_warnings, stored_size
-from vlmtune.modeling import load_model, load_processor, model_info, prepare_for_training, training_dtype
+from vlmtune.modeling import (check_model_dir, load_model, load_processor, model_info, prepare_for_training,
+                              training_dtype)
 from vlmtune.tasks import TASKS
 from vlmtune.tracking import choose_swanlab_mode
 
@@ -40,6 +42,16 @@ class PartsTrainer(Trainer):
             self.optimizer = optimizer_cls(groups, **kwargs)
         return self.optimizer
 
+    def _save_checkpoint(self, model, trial):
+        """The Trainer's checkpoint save, with a failed one (a full disk) removed and named: the Trainer writes
+        checkpoint-N in place and would leave it half written, and --resume_from_checkpoint (or
+        get_last_checkpoint) would then load the newest folder, whole or not."""
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if not self.args.should_save:  # another process of a multi-GPU run: the main one cleans up
+            return super()._save_checkpoint(model, trial)
+        with saving.removed_on_failure(folder):
+            super()._save_checkpoint(model, trial)
+
 
 def main(argv=None):
     # ---- Config
@@ -52,6 +64,7 @@ def main(argv=None):
     model_dir = model_cfg.resolved_model_dir
     if not Path(model_dir, "config.json").is_file():
         raise SystemExit(f"No base model in {model_dir}: run `python load_model.py` first (or pass --model_dir).")
+    check_model_dir(model_dir, model_cfg.trust_remote_code)  # weights, processor and a vision-language config
     train_json = Path(data_cfg.resolved_data_dir, "train.json")
     if not train_json.is_file():
         raise SystemExit(f"No {train_json}: run `python data2csv.py` and `python csv2json.py` first (or pass --data_dir).")
@@ -65,14 +78,20 @@ def main(argv=None):
 
     # ---- Data
     task = TASKS[data_cfg.task]
-    conversations = load_conversations(train_json)
+    try:
+        conversations = load_conversations(train_json)
+    except (ValueError, FileNotFoundError) as error:  # the message names the file, the record and the fix
+        raise SystemExit(f"train.py: {error}") from None
     if (problem := check_task(conversations, task.name, train_json)) is not None:  # no "task": not taken for captions
         raise SystemExit(problem)
     examples = [{"id": c["id"], "messages": task.adapt(to_messages(c, train_json.parent), c, info)}
                 for c in conversations]
     if found := text.in_examples(processor.tokenizer, examples):  # a control token in a hand-written train.json
         raise SystemExit(text.refusal(train_json, found))
-    examples, dropped = drop_overlong(examples, processor, tune_cfg.max_length)
+    try:
+        examples, dropped = drop_overlong(examples, processor, tune_cfg.max_length)
+    except UnreadableImage as error:
+        raise SystemExit(f"train.py: {error}") from None
     print(f"train examples: {len(examples)} kept, {len(dropped)} dropped as longer than --max_length "
           f"{tune_cfg.max_length} tokens")
     for example_id, length in dropped[:10]:
@@ -106,14 +125,12 @@ def main(argv=None):
     trainer = PartsTrainer(model=model, args=args, train_dataset=examples, callbacks=callbacks,
                            data_collator=TrainCollator(processor, trim_logits=tune_cfg.trim_logits),
                            learning_rates=learning_rates)
-    trainer.train()
+    try:
+        trainer.train()
+    except UnreadableImage as error:  # an image that changed on disk since csv2json.py, met at its batch
+        raise SystemExit(f"train.py: {error}") from None
 
     # ---- Save
-    trainer.save_model(args.output_dir)
-    # save_model also pickles the TrainingArguments (training_args.bin); run_config.json below keeps them as JSON,
-    # and a run folder holds no pickle to unpickle.
-    Path(args.output_dir, "training_args.bin").unlink(missing_ok=True)
-    processor.save_pretrained(args.output_dir)
     run_config = {
         "data": vars(data_cfg) | {"data_dir": os.path.abspath(data_cfg.resolved_data_dir)},
         "model": vars(model_cfg) | {"model_dir": os.path.abspath(model_dir)},
@@ -122,7 +139,19 @@ def main(argv=None):
         "dropped_overlong": [{"id": i, "tokens": n} for i, n in dropped],
         "swanlab": use_swanlab,  # test.py logs its metrics and pictures to SwanLab when training did
     }
-    Path(args.output_dir, "run_config.json").write_text(json.dumps(run_config, indent=2, default=str))
+
+    def write(folder):
+        trainer.save_model(folder)
+        if trainer.is_world_process_zero():
+            # save_model also pickles the TrainingArguments (training_args.bin); run_config.json keeps them as
+            # JSON, and a run folder holds no pickle to unpickle.
+            Path(folder, "training_args.bin").unlink(missing_ok=True)
+            processor.save_pretrained(folder)
+
+    # run_config.json, which test.py and merge.py take for a finished run, is written last; a failed save (a full
+    # disk) removes what it wrote and says so (vlmtune/saving.py).
+    saving.save_run(args.output_dir, write, "run_config.json", json.dumps(run_config, indent=2, default=str),
+                    main_process=trainer.is_world_process_zero())
     saved = "adapter" if hasattr(model, "peft_config") else "model"
     print(f"{saved} and run_config.json saved to {args.output_dir}")
 

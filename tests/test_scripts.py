@@ -66,22 +66,20 @@ def test_flags_win_over_the_config_file_which_wins_over_defaults(tmp_path):
     assert args.output_dir == config.TRAINING_DEFAULTS["output_dir"]
 
 
-def test_unknown_key_in_config_file_names_the_key(tmp_path, capsys):
+def test_unknown_key_in_config_file_names_the_key(tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text("lora_rank: 8\n")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="lora_rank"):
         config.parse(["--config", str(preset)], config.TuneConfig)
-    assert "lora_rank" in capsys.readouterr().err
 
 
-def test_missing_config_file_is_named(tmp_path, capsys):
-    with pytest.raises(SystemExit):
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="nope.yaml"):
         config.parse(["--config", str(tmp_path / "nope.yaml")], config.TuneConfig)
-    assert "nope.yaml" in capsys.readouterr().err
 
 
 def test_bad_flag_value_names_the_flag():
-    with pytest.raises(ValueError, match="--hub"):
+    with pytest.raises(SystemExit, match="--hub"):
         config.parse(["--hub", "github"], config.ModelConfig)
 
 
@@ -91,7 +89,9 @@ def test_download_goes_to_modelscope_by_default(monkeypatch, tmp_path):
 
     monkeypatch.setattr(modelscope, "snapshot_download", lambda model_id, local_dir: calls.append((model_id, local_dir)))
     load_model.main(["--base_model", "Qwen/Qwen2-VL-2B-Instruct", "--model_dir", str(tmp_path / "m")])
-    assert calls == [("Qwen/Qwen2-VL-2B-Instruct", str(tmp_path / "m"))]
+    # downloaded beside, then renamed: a download cut short leaves no folder that looks like a model
+    assert calls == [("Qwen/Qwen2-VL-2B-Instruct", str(tmp_path / "m.download"))]
+    assert (tmp_path / "m").is_dir() and not (tmp_path / "m.download").exists()
 
 
 def test_download_from_hugging_face_honours_hf_endpoint(tmp_path):

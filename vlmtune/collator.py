@@ -42,9 +42,28 @@ def images_of(messages: list[dict]) -> list:
     return [part["image"] for message in messages for part in message["content"] if part["type"] == "image"]
 
 
-def open_images(messages: list[dict], processor) -> list[Image.Image]:
-    """The images of a conversation, in order, as this processor is given them (vlmtune.images.model_view)."""
-    return [model_view(image, processor) for image in images_of(messages)]
+class UnreadableImage(ValueError):
+    """An image of a record that no longer opens: deleted, overwritten or cut short since csv2json.py checked it."""
+
+
+def unreadable(record_id, image, error: Exception) -> UnreadableImage:
+    """The error naming the record, the file and the fix; PIL raises many types for a broken file (OSError,
+    SyntaxError, struct.error, ...), the type and text of which are kept in the message."""
+    what = "is gone" if isinstance(error, FileNotFoundError) else f"does not open ({type(error).__name__}: {error})"
+    return UnreadableImage(f"record {record_id!r}: image {image} {what}. It changed since csv2json.py checked it: "
+                           "run `python csv2json.py` again (it rejects and names such rows), then train again")
+
+
+def open_images(messages: list[dict], processor, record_id=None) -> list[Image.Image]:
+    """The images of a conversation, in order, as this processor is given them (vlmtune.images.model_view); an
+    image that does not open is an UnreadableImage naming `record_id` and the file."""
+    opened = []
+    for image in images_of(messages):
+        try:
+            opened.append(model_view(image, processor))
+        except Exception as error:
+            raise unreadable(record_id, image, error) from None
+    return opened
 
 
 def training_text(processor, messages: list[dict], add_generation_prompt: bool = False) -> str:
@@ -69,14 +88,20 @@ def _closed(message: dict, end: str) -> dict:
     return dict(message, content=content)
 
 
-def count_tokens(processor, messages: list[dict]) -> int:
+def count_tokens(processor, messages: list[dict], record_id=None) -> int:
     """Length in tokens of a conversation once its images are expanded, without computing any pixels.
 
     The image sizes come from the file headers and the processor's own count of tokens per image, so this holds for
-    every resize rule the processor has (Qwen's min/max pixels included).
+    every resize rule the processor has (Qwen's min/max pixels included). An image whose header does not read is an
+    UnreadableImage naming `record_id`.
     """
     text = training_text(processor, messages)
-    sizes = [stored_size(image)[::-1] for image in images_of(messages)]  # (height, width), as the processor asks
+    sizes = []
+    for image in images_of(messages):
+        try:
+            sizes.append(stored_size(image)[::-1])  # (height, width), as the processor asks
+        except Exception as error:
+            raise unreadable(record_id, image, error) from None
     n_text = len(processor.tokenizer(text)["input_ids"])  # as the processor tokenizes: LLaVA's BOS included
     if not sizes:
         return n_text
@@ -92,7 +117,7 @@ def drop_overlong(examples: list[dict], processor, max_length: int):
     """
     kept, dropped = [], []
     for example in examples:
-        length = count_tokens(processor, example["messages"])
+        length = count_tokens(processor, example["messages"], example.get("id"))
         if length <= max_length:
             kept.append(example)
         else:
@@ -118,7 +143,7 @@ class TrainCollator:
 
     def __call__(self, examples: list[dict]):
         texts = [training_text(self.processor, e["messages"]) for e in examples]
-        images = [open_images(e["messages"], self.processor) for e in examples]
+        images = [open_images(e["messages"], self.processor, e.get("id")) for e in examples]
         batch = self.processor(text=texts, images=images if any(images) else None, padding=True,
                                padding_side="right", return_tensors="pt")
         labels = torch.tensor([label_mask(row, self.reply_header, self.end_id) for row in batch["input_ids"].tolist()])

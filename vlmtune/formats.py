@@ -92,8 +92,35 @@ VISION_END = "<|vision_end|>"
 ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "system": "system"}
 
 
+class NotUtf8Error(ValueError):
+    """A text file holds a byte that is not UTF-8; the message names the file, the line and the byte's offset."""
+
+
+def not_utf8_error(path) -> NotUtf8Error:
+    """Where the first byte of `path` that is not UTF-8 is, and what to do. The decode error of a text-mode read
+    counts bytes from the start of the buffer it read, not of the file, so the file's bytes are decoded again."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        raw.decode("utf-8")  # a byte-order mark is valid UTF-8: offsets count from the file's first byte
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        return NotUtf8Error(f"{path}, line {line} (byte {error.start}): byte 0x{raw[error.start]:02x} is not UTF-8 "
+                            f"({error.reason}): save the file as UTF-8 (in Excel: CSV UTF-8) and run again")
+    return NotUtf8Error(f"{path}: not UTF-8: save the file as UTF-8 and run again")
+
+
 def read_csv(path, task) -> list[dict]:
-    """The rows of a data.csv of `task` as dicts, every cell stripped of surrounding whitespace."""
+    """The rows of a data.csv of `task` as dicts, every cell stripped of surrounding whitespace. A byte that is not
+    UTF-8 is a NotUtf8Error naming its line; nothing guesses another encoding (a guess can turn text into other
+    text)."""
+    try:
+        return _read_csv(path, task)
+    except UnicodeDecodeError:
+        raise not_utf8_error(path) from None
+
+
+def _read_csv(path, task) -> list[dict]:
     columns = CSV_COLUMNS[task]
     # utf-8-sig: a CSV saved by Excel starts with a byte-order mark, which would otherwise become part of "id".
     with open(path, encoding="utf-8-sig", newline="") as f:
@@ -552,11 +579,65 @@ def _segments(value) -> list[tuple[str, str]]:
 
 
 def write_atomically(path, text: str):
-    """Write through a temporary file and os.replace, so an interrupted run never leaves half a file behind."""
+    """Write through a temporary file and os.replace, so an interrupted run never leaves half a file behind; a
+    failed write (a full disk, Ctrl-C) removes the temporary file and leaves `path` as it was."""
+    os.replace(_write_temporary(path, text), path)
+
+
+def _write_temporary(path, text: str) -> str:
+    """`text` written to `<path>.tmp`, whose name is returned; nothing of it is left when the write fails."""
     temporary = f"{path}.tmp"
-    with open(temporary, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    except BaseException:
+        _remove(temporary)
+        raise
+    return temporary
+
+
+def _remove(path):
+    if os.path.lexists(path):  # lexists: a dangling symlink is removed too
+        os.remove(path)
+
+
+# Present in a folder while write_file_set renames a set of files into it: the files may be of two runs until then.
+INCOMPLETE_MARKER = "conversations.incomplete"
+
+
+def write_file_set(folder, texts: dict):
+    """Write several files of `folder` as one set (csv2json.py's train.json, val.json, test.json), so that a reader
+    never takes files of two runs for one: name -> text, or None to remove that file.
+
+    os.replace makes one file atomic, never several. So every temporary is written first (a failure there leaves the
+    old set whole and no temporary behind); then INCOMPLETE_MARKER is created, the files renamed or removed, and the
+    marker removed. A run killed in between leaves the marker: load_conversations refuses the folder until csv2json.py
+    writes the set again."""
+    temporaries = {}
+    try:
+        for name, text in texts.items():
+            if text is not None:
+                temporaries[name] = _write_temporary(os.path.join(folder, name), text)
+    except BaseException:
+        for temporary in temporaries.values():
+            _remove(temporary)
+        raise
+    marker = os.path.join(folder, INCOMPLETE_MARKER)
+    try:
+        with open(marker, "w", encoding="utf-8") as f:
+            f.write(f"csv2json.py was writing {', '.join(texts)} here and did not finish: run it again.\n")
+        for name, text in texts.items():
+            path = os.path.join(folder, name)
+            if text is None:
+                _remove(path)
+            else:
+                os.replace(temporaries[name], path)
+                del temporaries[name]
+    except BaseException:
+        for temporary in temporaries.values():  # the marker stays: the set is mixed now
+            _remove(temporary)
+        raise
+    os.remove(marker)
 
 
 def write_csv(path, rows, task):
@@ -582,12 +663,16 @@ def save_image(record, out) -> str:
     path = os.path.join(out, relative)
     if not os.path.isfile(path):  # else written for another caption of this image, or by an interrupted run
         temporary = path + ".tmp"
-        if isinstance(image, str):
-            shutil.copyfile(image, temporary)
-        elif extension == ".jpg":
-            image.save(temporary, format="JPEG", quality=95)
-        else:
-            image.save(temporary, format="PNG")
+        try:
+            if isinstance(image, str):
+                shutil.copyfile(image, temporary)
+            elif extension == ".jpg":
+                image.save(temporary, format="JPEG", quality=95)
+            else:
+                image.save(temporary, format="PNG")
+        except BaseException:  # a full disk, a broken source file, Ctrl-C: no half image left behind
+            _remove(temporary)
+            raise
         os.replace(temporary, path)
     return relative
 
@@ -595,26 +680,42 @@ def save_image(record, out) -> str:
 def load_conversations(json_path) -> list[dict]:
     """The records of a conversation JSON file, each checked by to_messages and for its images on disk.
 
-    Relative image paths are read against the file's folder. Errors name the file and the record.
+    Relative image paths are read against the file's folder. Errors name the file and the record, and say to run
+    csv2json.py again where that is the fix: the file is missing, empty, half of an unfinished csv2json.py run
+    (INCOMPLETE_MARKER), or its images changed on disk since csv2json.py checked them.
     """
+    again = "run `python csv2json.py` again (with the --task and --data_dir it was written with)"
+    folder = os.path.dirname(os.path.abspath(json_path))
+    if os.path.exists(os.path.join(folder, INCOMPLETE_MARKER)):
+        raise ValueError(f"{json_path}: csv2json.py did not finish writing {folder} ({INCOMPLETE_MARKER} is there), "
+                         f"so its train.json and val.json may be of two different runs: {again}")
+    if not os.path.isfile(json_path):
+        raise FileNotFoundError(f"{json_path} not found: {again}")
     with open(json_path, encoding="utf-8") as f:
         try:
             records = json.load(f)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{json_path}: not valid JSON ({error})") from None
+            raise ValueError(f"{json_path}: not valid JSON ({error}): {again}, or fix the file") from None
+        except UnicodeDecodeError:
+            raise not_utf8_error(json_path) from None
     if not isinstance(records, list):
         raise ValueError(f"{json_path}: expected a list of conversation records, found a {type(records).__name__}")
-    base_dir = os.path.dirname(os.path.abspath(json_path))
+    if not records:
+        raise ValueError(f"{json_path} holds no conversation records: {again}. (csv2json.py leaves val.json empty "
+                         f"when data.csv has too few images to hold one out: give it more, or --val_size 1.)")
+    missing = []
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
             raise ValueError(f"{json_path}: record number {number} is a {type(record).__name__}, not an object")
         try:
-            messages = to_messages(record, base_dir)
+            messages = to_messages(record, folder)
         except ValueError as error:
             raise ValueError(f"{json_path}: {error}") from None
-        for message in messages:
-            for part in message["content"]:
-                if part["type"] == "image" and not os.path.isfile(part["image"]):
-                    raise FileNotFoundError(
-                        f"{json_path}: record {record.get('id')!r}: image not found: {part['image']}")
+        missing += [(record.get("id"), part["image"]) for message in messages for part in message["content"]
+                    if part["type"] == "image" and not os.path.isfile(part["image"])]
+    if missing:
+        (record_id, image), more = missing[0], len(missing) - 1
+        others = f" (and {more} more image{'s' if more > 1 else ''} of its records)" if more else ""
+        raise FileNotFoundError(f"{json_path}: record {record_id!r}: image not found: {image}{others}. The images "
+                                f"changed since csv2json.py checked them: {again}; it lists the rows it rejects.")
     return records

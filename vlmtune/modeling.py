@@ -5,6 +5,7 @@ model's name to decide what to do.
 """
 
 import importlib.util
+import json
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +14,70 @@ import torch
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor
 
 from . import images, parts
+
+SUPPORTED = "Qwen2-VL, Qwen2.5-VL, Qwen3-VL or LLaVA-1.5"  # the families this project is tested on
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # a whole checkpoint; sharded ones have an index beside
+GET_ONE = (f"give --model_dir a folder of a vision-language model ({SUPPORTED}), or run `python load_model.py` "
+           "(--base_model Qwen/Qwen2-VL-2B-Instruct, say) to put one there")
+
+
+def check_model_dir(path: str, trust_remote_code: bool = False) -> None:
+    """Stop, saying what the folder holds and what to do, unless `path` holds a whole vision-language model: a
+    config that AutoModelForImageTextToText builds, its weights (every shard an index names) and a processor.
+
+    Without this, a folder of config files only, or of a text-only Qwen2, fails deep in transformers, some with a
+    misleading "can't load image processor ... huggingface.co". train.py, test.py and merge.py call it first;
+    load_processor and load_model do not, as a run's folder holds a processor and no config, and tests load real
+    processors from folders without weights."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
+
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        held = "does not exist" if not folder.exists() else "holds no config.json"
+        raise SystemExit(f"{path} {held}, so it holds no model: {GET_ONE}.")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (ValueError, OSError, KeyError) as error:  # not JSON, or a model_type this transformers does not know
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SystemExit(f"{path}/config.json cannot be read as a model config ({first}): {GET_ONE}, or upgrade "
+                         "transformers if the model is newer than it.") from None
+    kind = config.model_type
+    names = ", ".join(getattr(config, "architectures", None) or []) or "no architectures listed"
+    remote = trust_remote_code and "AutoModelForImageTextToText" in (getattr(config, "auto_map", None) or {})
+    if kind not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and not remote:
+        what = "a text-only language model" if kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES else "no vision-language model"
+        raise SystemExit(f"{path} holds a {kind} model ({names}), {what}: it reads no images. {GET_ONE}.")
+    missing = _missing_weights(folder)
+    if missing:
+        raise SystemExit(f"{path} holds the config of a {kind} model ({names}) but {missing}: the download was cut "
+                         f"short, or only its config files were copied. Delete the folder and run `python "
+                         f"load_model.py` again (with its --base_model), or give --model_dir a complete folder.")
+    if not any((folder / name).is_file() for name in ("preprocessor_config.json", "processor_config.json")):
+        raise SystemExit(f"{path} holds a {kind} model ({names}) but no processor (no preprocessor_config.json or "
+                         f"processor_config.json), so its images cannot be prepared: copy the model repository's "
+                         f"processor files there, or run `python load_model.py` again into an empty folder.")
+
+
+def _missing_weights(folder: Path) -> str:
+    """What is missing of a checkpoint's weights ("" when nothing is): the file, or the shards its index names."""
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return ""
+    for name in (f"{weights}.index.json" for weights in WEIGHT_FILES):
+        if (folder / name).is_file():
+            try:
+                shards = set(json.loads((folder / name).read_text(encoding="utf-8"))["weight_map"].values())
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return f"an unreadable {name}"
+            absent = sorted(shard for shard in shards if not (folder / shard).is_file())
+            if absent:
+                return (f"{len(absent)} of the {len(shards)} weight files its {name} names are missing (such as "
+                        f"{absent[0]})")
+            return ""
+    return f"no weights (no {' or '.join(WEIGHT_FILES)}, nor a sharded index)"
+
 
 def download_model(model_id: str, hub: str, local_dir: str) -> str:
     """Download a model repository into local_dir from ModelScope or the Hugging Face Hub (HF_ENDPOINT honoured)."""
@@ -179,10 +244,15 @@ def inference_placement() -> tuple[str, torch.dtype]:
 
 
 def save_pretrained_atomically(model, processor, out_dir: str):
-    """Write into a temporary sibling folder, then rename, so an interrupted save never looks like a finished one."""
-    tmp = f"{out_dir}.tmp-{os.getpid()}"
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
+    """Write into a temporary sibling folder, then rename, so an interrupted save never looks like a finished one;
+    a failed save (a full disk, Ctrl-C) removes the temporary folder and leaves out_dir as it was."""
+    tmp = f"{out_dir.rstrip('/')}.tmp-{os.getpid()}"
+    try:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if os.path.exists(out_dir):
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
@@ -235,6 +305,7 @@ def merge_adapter(run_dir: str, model_dir: str, out_dir: str, device: str, dtype
 
     # "auto": the checkpoint's own dtype, from its config or else from its weights (Qwen3-VL's config names it in
     # text_config only).
+    check_model_dir(model_dir, trust_remote_code)
     base = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto", trust_remote_code=trust_remote_code)
     saved_dtype = saved_dtype or base.dtype
     base.to(device, torch.promote_types(torch.promote_types(dtype, base.dtype), saved_dtype))
