@@ -48,7 +48,7 @@ import yaml
 from tqdm import tqdm
 
 from config import DataConfig, parse
-from vlmtune import formats, sources, splits
+from vlmtune import formats, saving, sources, splits
 
 SAVE_EVERY = 100  # records between two rewrites of data.csv
 # What the records are made from: one data_dir holds the records of one such setting, so that an id means one thing.
@@ -144,16 +144,15 @@ def read_records(cfg: DataConfig, skipped: list):
 
 def main(argv=None):
     # ---- Config
-    try:
-        (cfg,) = parse(argv, DataConfig)
-    except ValueError as error:  # a bad value or an unknown flag; the message names it
-        raise SystemExit(f"data2csv.py: {error}")
+    (cfg,) = parse(argv, DataConfig)  # a bad value or an unknown flag stops there, named
     parts = check_inputs(cfg)
     out = cfg.resolved_data_dir
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
     csv_path = os.path.join(out, "data.csv")
     try:
         earlier = formats.read_csv(csv_path, cfg.task) if os.path.isfile(csv_path) else []
+    except formats.NotUtf8Error as error:
+        raise SystemExit(f"data2csv.py: {error}")
     except ValueError as error:  # a CSV of another task
         raise SystemExit(f"data2csv.py: {error}: give another --data_dir, or delete {out} to start again")
     check_same_source(cfg, out, holds_records=bool(earlier))
@@ -169,23 +168,24 @@ def main(argv=None):
         part = replace(cfg, **settings, num_samples=cfg.num_samples if cfg.source == "synthetic" else 0)
         samples.append(splits.Sample(splits.in_split(read_records(part, skipped), split, prefix), cfg.num_samples,
                                      count_rest=cfg.source not in splits.HUBS))
-    try:
-        for record in tqdm(itertools.chain.from_iterable(samples), total=cfg.num_samples * len(parts) or None,
-                           desc=f"data2csv {cfg.source} {cfg.task}", unit="record"):
-            known = rows.get(record["id"])
-            if known is None:
-                rows[record["id"]] = formats.record_to_row(record, formats.save_image(record, out), cfg.task)
-                written += 1
-                if written % SAVE_EVERY == 0:
-                    formats.write_csv(csv_path, rows.values(), cfg.task)
-            else:
-                present += splits.settle(known, record, skipped)
-    except ConnectionError as error:
-        raise SystemExit(f"data2csv.py: {error}.\n`python data2csv.py --source synthetic` works offline.")
-    except ValueError as error:  # a file of another kind or layout; the message names it
-        raise SystemExit(f"data2csv.py: {error}")
-    finally:
-        formats.write_csv(csv_path, rows.values(), cfg.task)
+    with saving.stop_on_write_error(out):  # a full disk: named, and no temporary left (formats cleans up)
+        try:
+            for record in tqdm(itertools.chain.from_iterable(samples), total=cfg.num_samples * len(parts) or None,
+                               desc=f"data2csv {cfg.source} {cfg.task}", unit="record"):
+                known = rows.get(record["id"])
+                if known is None:
+                    rows[record["id"]] = formats.record_to_row(record, formats.save_image(record, out), cfg.task)
+                    written += 1
+                    if written % SAVE_EVERY == 0:
+                        formats.write_csv(csv_path, rows.values(), cfg.task)
+                else:
+                    present += splits.settle(known, record, skipped)
+        except ConnectionError as error:
+            raise SystemExit(f"data2csv.py: {error}.\n`python data2csv.py --source synthetic` works offline.")
+        except ValueError as error:  # a file of another kind or layout; the message names it
+            raise SystemExit(f"data2csv.py: {error}")
+        finally:
+            formats.write_csv(csv_path, rows.values(), cfg.task)
 
     # ---- Summary
     print(f"{csv_path}: {len(rows)} records. Written now: {written}, already present: {present}, "
