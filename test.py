@@ -58,10 +58,12 @@ def main(argv=None):
         raise SystemExit(f"test.py: {error}") from None
     if (problem := check_task(records, task.name, val_json)) is not None:  # no "task": scored as what?
         raise SystemExit(problem)
-    conversations = [task.adapt(to_messages(r, val_json.parent), r, info) for r in records]
+    written = [to_messages(r, val_json.parent) for r in records]
+    # as written: the task adds the model's own tokens after (Qwen2-VL's grounding boxes)
     if found := text.in_examples(processor.tokenizer, [{"id": r.get("id"), "messages": m}
-                                                       for r, m in zip(records, conversations)]):
+                                                       for r, m in zip(records, written)]):
         raise SystemExit(text.refusal(val_json, found))
+    conversations = [task.adapt(m, r, info) for r, m in zip(records, written)]
     rows, questions = question_rows(records, conversations, [task.reference(r, info) for r in records])
     first_question = questions[0][0]["content"]
     extra_images, unusable = usable(sorted(p for p in Path(eval_cfg.test_img_dir).glob("*")

@@ -84,10 +84,12 @@ def main(argv=None):
         raise SystemExit(f"train.py: {error}") from None
     if (problem := check_task(conversations, task.name, train_json)) is not None:  # no "task": not taken for captions
         raise SystemExit(problem)
-    examples = [{"id": c["id"], "messages": task.adapt(to_messages(c, train_json.parent), c, info)}
-                for c in conversations]
-    if found := text.in_examples(processor.tokenizer, examples):  # a control token in a hand-written train.json
+    written = [{"id": c["id"], "messages": to_messages(c, train_json.parent)} for c in conversations]
+    # A control token in a hand-written train.json; checked as written, before the task puts the model's own
+    # tokens in (Qwen2-VL's grounding answer is <|object_ref_start|>...<|box_end|>).
+    if found := text.in_examples(processor.tokenizer, written):
         raise SystemExit(text.refusal(train_json, found))
+    examples = [{"id": c["id"], "messages": task.adapt(w["messages"], c, info)} for c, w in zip(conversations, written)]
     try:
         examples, dropped = drop_overlong(examples, processor, tune_cfg.max_length)
     except UnreadableImage as error:
