@@ -213,6 +213,14 @@ class TuneConfig:
     """Longest training sample in tokens, images included; longer ones are dropped and reported, never cut."""
     trim_logits: bool = True
     """Project only the reply positions onto the vocabulary during training (same loss, less time and memory)."""
+    eval_samples: int = 64
+    """With --eval_strategy steps|epoch: how many distinct validation questions (the first of val.json) each
+    evaluation answers by generation for the task's metric (eval_cider, eval_accuracy, eval_acc@0.5,
+    eval_vqa_accuracy), beside the validation loss over all of val.json; 0 means all. test.py --eval_samples N
+    scores the same questions."""
+    early_stopping_patience: int = 0
+    """Stop training after this many evaluations without a better --metric_for_best_model (which needs
+    --load_best_model_at_end); 0 means never."""
 
     def __post_init__(self):
         from vlmtune.parts import MODES
@@ -249,6 +257,7 @@ TRAINING_DEFAULTS = dict(
     report_to=["swanlab"],
     gradient_checkpointing=False,
     remove_unused_columns=False,
+    prediction_loss_only=True,  # an evaluation's loss without gathering logits; the task metric comes by generation
     dataloader_num_workers=0,
     seed=42,
     # bf16 autocast wherever the GPU has it: frozen weights load in bf16, trained ones stay fp32 (modeling.py).
@@ -266,6 +275,9 @@ class EvalConfig:
     """test.py: longest generated answer."""
     test_img_dir: str = "test-img"
     """test.py: a folder of extra images to answer about (any that are there)."""
+    eval_samples: int = 0
+    """test.py: score the first N distinct questions of val.json only (0: all), the ones training's evaluation
+    answers with the same --eval_samples."""
 
 
 def parse(argv, *groups, defaults: dict | None = None):

@@ -65,6 +65,8 @@ def main(argv=None):
         raise SystemExit(text.refusal(val_json, found))
     conversations = [task.adapt(m, r, info) for r, m in zip(records, written)]
     rows, questions = question_rows(records, conversations, [task.reference(r, info) for r in records])
+    if eval_cfg.eval_samples:  # the questions training's evaluation answered with the same --eval_samples
+        rows, questions = rows[:eval_cfg.eval_samples], questions[:eval_cfg.eval_samples]
     first_question = questions[0][0]["content"]
     extra_images, unusable = usable(sorted(p for p in Path(eval_cfg.test_img_dir).glob("*")
                                            if p.suffix.lower() in IMAGE_SUFFIXES))

@@ -13,44 +13,19 @@ import json
 import os
 from pathlib import Path
 
-from swanlab.integration.transformers import SwanLabCallback
-from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
 import config
-from vlmtune import parts, saving, text
+from vlmtune import evaluation, parts, runlock, saving, text
 from vlmtune.collator import TrainCollator, UnreadableImage, drop_overlong, images_of
 from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.images import resolution_warnings, stored_size
 from vlmtune.modeling import (check_model_dir, load_model, load_processor, model_info, prepare_for_training,
                               training_dtype)
 from vlmtune.tasks import TASKS
-from vlmtune.tracking import choose_swanlab_mode
-
-
-class PartsTrainer(Trainer):
-    """The Trainer with a learning rate per model part (--learning_rate, --vision_lr, --projector_lr)."""
-
-    def __init__(self, *args, learning_rates: dict[str, float], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.learning_rates = learning_rates
-
-    def create_optimizer(self, model=None):
-        if self.optimizer is None:
-            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, self.model)
-            groups = parts.optimizer_groups(self.model, self.learning_rates, self.args.weight_decay)
-            self.optimizer = optimizer_cls(groups, **kwargs)
-        return self.optimizer
-
-    def _save_checkpoint(self, model, trial):
-        """The Trainer's checkpoint save, with a failed one (a full disk) removed and named: the Trainer writes
-        checkpoint-N in place and would leave it half written, and --resume_from_checkpoint (or
-        get_last_checkpoint) would then load the newest folder, whole or not."""
-        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        if not self.args.should_save:  # another process of a multi-GPU run: the main one cleans up
-            return super()._save_checkpoint(model, trial)
-        with saving.removed_on_failure(folder):
-            super()._save_checkpoint(model, trial)
+from vlmtune.tracking import choose_swanlab_mode, tracking_callback
+from vlmtune.trainer import PartsTrainer
 
 
 def main(argv=None):
@@ -65,6 +40,11 @@ def main(argv=None):
     if not Path(model_dir, "config.json").is_file():
         raise SystemExit(f"No base model in {model_dir}: run `python load_model.py` first (or pass --model_dir).")
     check_model_dir(model_dir, model_cfg.trust_remote_code)  # weights, processor and a vision-language config
+    resume = resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    try:
+        runlock.lock_output_dir(args.output_dir)  # one run per folder, for as long as this process lives
+    except runlock.FolderInUse as error:
+        raise SystemExit(f"train.py: {error}") from None
     train_json = Path(data_cfg.resolved_data_dir, "train.json")
     if not train_json.is_file():
         raise SystemExit(f"No {train_json}: run `python data2csv.py` and `python csv2json.py` first (or pass --data_dir).")
@@ -107,6 +87,7 @@ def main(argv=None):
         raise SystemExit(f"Every example is longer than --max_length {tune_cfg.max_length}: raise it{fewer_pixels}.")
 
     # ---- What trains
+    set_seed(args.seed)  # before the LoRA weights are drawn: the same seed gives the same adapter
     model = prepare_for_training(model, tune_cfg)
     learning_rates = {"language": args.learning_rate,
                       "vision": args.learning_rate if tune_cfg.vision_lr is None else tune_cfg.vision_lr,
@@ -117,18 +98,26 @@ def main(argv=None):
     callbacks = []
     use_swanlab = "swanlab" in args.report_to
     if use_swanlab:
-        # SwanLab's own Trainer callback: the one built into transformers 5.23 calls swanlab.get_run(), which raises
-        # in swanlab 0.10 before a run exists. Hyperparameters, loss and learning rate are logged either way.
+        # SwanLab's own Trainer callback (the one built into transformers 5.23 calls swanlab.get_run(), which raises
+        # in swanlab 0.10 before a run exists), made so that a SwanLab that cannot start never stops the run.
         args.report_to = [name for name in args.report_to if name != "swanlab"]
         mode = choose_swanlab_mode()
-        callbacks.append(SwanLabCallback(project=os.environ.get("SWANLAB_PROJECT", "vlmtune"), mode=mode,
-                                         experiment_name=Path(args.output_dir).name))
+        callbacks.append(tracking_callback(os.environ.get("SWANLAB_PROJECT", "vlmtune"), Path(args.output_dir).name,
+                                           mode))
         print(f"SwanLab mode: {mode}")
-    trainer = PartsTrainer(model=model, args=args, train_dataset=examples, callbacks=callbacks,
-                           data_collator=TrainCollator(processor, trim_logits=tune_cfg.trim_logits),
-                           learning_rates=learning_rates)
+    if tune_cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(tune_cfg.early_stopping_patience))
+    evaluating = args.eval_strategy != "no"
+    val_examples, task_evaluation = validation(data_cfg, tune_cfg, task, processor, info,
+                                               args.per_device_eval_batch_size) if evaluating else (None, None)
+    trainer = PartsTrainer(model=model, args=args, train_dataset=examples, eval_dataset=val_examples,
+                           callbacks=callbacks, learning_rates=learning_rates,
+                           data_collator=TrainCollator(processor, trim_logits=tune_cfg.trim_logits))
+    trainer.task_evaluation = task_evaluation
+    if evaluating:
+        trainer.add_callback(evaluation.EvaluateAtStart(trainer))  # the curves start from the base's numbers
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume)
     except UnreadableImage as error:  # an image that changed on disk since csv2json.py, met at its batch
         raise SystemExit(f"train.py: {error}") from None
 
@@ -143,11 +132,8 @@ def main(argv=None):
     }
 
     def write(folder):
-        trainer.save_model(folder)
+        trainer.save_model(folder)  # with the TrainingArguments as JSON, not pickled (vlmtune.checkpoints)
         if trainer.is_world_process_zero():
-            # save_model also pickles the TrainingArguments (training_args.bin); run_config.json keeps them as
-            # JSON, and a run folder holds no pickle to unpickle.
-            Path(folder, "training_args.bin").unlink(missing_ok=True)
             processor.save_pretrained(folder)
 
     # run_config.json, which test.py and merge.py take for a finished run, is written last; a failed save (a full
@@ -156,6 +142,42 @@ def main(argv=None):
                     main_process=trainer.is_world_process_zero())
     saved = "adapter" if hasattr(model, "peft_config") else "model"
     print(f"{saved} and run_config.json saved to {args.output_dir}")
+
+
+
+def resume_checkpoint(given: str | None, output_dir: str) -> str | None:
+    """The checkpoint folder --resume_from_checkpoint names: a path, or `last`, the newest checkpoint-N of
+    --output_dir; None without the flag. Stops, naming the folder, when there is none to resume from."""
+    if not given:
+        return None
+    folder = given
+    if given == "last":
+        folder = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    if folder is None:
+        raise SystemExit(f"train.py: --resume_from_checkpoint last: {output_dir} holds no checkpoint-N folder to "
+                         "resume from (checkpoints are saved with --save_strategy steps|epoch)")
+    if not os.path.isfile(os.path.join(folder, "trainer_state.json")):
+        raise SystemExit(f"train.py: --resume_from_checkpoint {given}: {folder} is no checkpoint (no "
+                         "trainer_state.json); give a checkpoint-N folder, or `last`")
+    print(f"resuming from {folder}")
+    return folder
+
+
+def validation(data_cfg, tune_cfg, task, processor, info, batch_size: int):
+    """(eval_dataset, task_evaluation) for evaluations during training: every record of val.json for the loss, and
+    the first --eval_samples distinct questions for the task's metric (vlmtune.evaluation)."""
+    val_json = Path(data_cfg.resolved_data_dir, "val.json")
+    try:
+        records = load_conversations(val_json)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"train.py: --eval_strategy needs the validation split csv2json.py wrote: {error}") from None
+    if not records:
+        raise SystemExit(f"train.py: --eval_strategy: {val_json} is empty; hold images out with csv2json.py "
+                         "--val_size, or train with --eval_strategy no")
+    examples = [{"id": r["id"], "messages": task.adapt(to_messages(r, val_json.parent), r, info)} for r in records]
+    rows, questions = evaluation.validation_questions(records, val_json.parent, task, info, tune_cfg.eval_samples)
+    settings = {"batch_size": batch_size, "max_new_tokens": 64}  # test.py's default answer length
+    return examples, (task, rows, questions, processor, settings)
 
 
 if __name__ == "__main__":

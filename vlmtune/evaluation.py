@@ -5,6 +5,8 @@ curve beside the loss (TaskMetricEvaluation), so both report the same number for
 
 import tempfile
 
+from transformers import TrainerCallback
+
 from .formats import to_messages
 from .generation import generate
 from .reporting import question_rows
@@ -54,3 +56,16 @@ class TaskMetricEvaluation:
                 scores = score_answers(task, rows, answers, pictures)
             output.metrics.update({f"{metric_key_prefix}_{key}": value for key, value in scores.items()})
         return output
+
+
+class EvaluateAtStart(TrainerCallback):
+    """An evaluation at step 0, before the first update, so the curves start from the base model's numbers (a
+    fresh LoRA adapter changes nothing yet). At train begin, since the Trainer starts its log anew there; a resumed
+    run (step > 0) has it in its checkpoint's log already."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step == 0:
+            self.trainer.evaluate()

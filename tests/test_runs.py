@@ -1,0 +1,112 @@
+"""Training runs a practitioner can trust: the same seed gives the same adapter, a run killed with SIGKILL resumes
+to the adapter an uninterrupted run ends with, one run per folder, and the task's metric logged while training
+equals test.py's on the same questions."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+import csv2json
+import data2csv
+import test as test_script
+import train
+from vlmtune import runlock
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "data"
+    data2csv.main(["--data_dir", str(folder), "--num_samples", "28", "--synthetic_image_size", "56"])
+    csv2json.main(["--data_dir", str(folder), "--val_size", "4"])
+    return folder
+
+
+def _args(data_dir, model_dir, out_dir, *more):
+    return ["--data_dir", str(data_dir), "--model_dir", str(model_dir), "--output_dir", str(out_dir),
+            "--report_to", "none", "--use_cpu", "true", "--per_device_train_batch_size", "4",
+            "--lora_r", "8", "--learning_rate", "1e-3", *more]
+
+
+def _adapter(folder):
+    return load_file(Path(folder, "adapter_model.safetensors"))
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_the_same_seed_gives_the_same_adapter_and_another_seed_another(run_data, tiny_model_dir, tmp_path):
+    for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
+        train.main(_args(run_data, tiny_model_dir, tmp_path / name, "--max_steps", "2", "--seed", seed))
+    assert _same(_adapter(tmp_path / "a"), _adapter(tmp_path / "b"))
+    assert not _same(_adapter(tmp_path / "a"), _adapter(tmp_path / "c"))
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_runs_adapter_and_losses(run_data, tiny_model_dir,
+                                                                                       tmp_path):
+    steps = ["--max_steps", "8", "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1"]
+    train.main(_args(run_data, tiny_model_dir, tmp_path / "whole", *steps))
+    killed = tmp_path / "killed"
+    command = [sys.executable, "train.py", *_args(run_data, tiny_model_dir, killed, *steps)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (killed / "checkpoint-2" / "trainer_state.json").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "run_config.json").exists()  # it died before the end
+    train.main(_args(run_data, tiny_model_dir, killed, *steps, "--resume_from_checkpoint", "last"))
+    assert _same(_adapter(tmp_path / "whole"), _adapter(killed))
+
+    def losses(folder):
+        state = json.loads((folder / "checkpoint-8" / "trainer_state.json").read_text())
+        return [(entry["step"], entry["loss"]) for entry in state["log_history"] if "loss" in entry]
+    assert losses(killed) == losses(tmp_path / "whole") and len(losses(killed)) == 8
+    written = [p.name for p in killed.rglob("*") if p.is_file()]
+    assert not [name for name in written if name.endswith((".pt", ".pth", ".bin"))], written
+
+
+def test_resume_last_without_a_checkpoint_is_one_clear_message(run_data, tiny_model_dir, tmp_path):
+    with pytest.raises(SystemExit, match="holds no checkpoint-N folder to resume from"):
+        train.main(_args(run_data, tiny_model_dir, tmp_path / "new", "--resume_from_checkpoint", "last"))
+
+
+def test_a_second_run_into_a_folder_in_use_stops_naming_it(run_data, tiny_model_dir, tmp_path):
+    folder = tmp_path / "busy"
+    holder = subprocess.Popen([sys.executable, "-c", f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); "
+                               f"from vlmtune import runlock; runlock.lock_output_dir({str(folder)!r}); "
+                               "print('locked', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit, match=f"train.py: {folder} is in use by a run that is still going"):
+            train.main(_args(run_data, tiny_model_dir, folder, "--max_steps", "1"))
+    finally:
+        holder.kill()
+        holder.wait()
+        runlock.release_all()
+
+
+def test_the_task_metric_logged_while_training_rises_from_the_base_to_test_pys_value(run_data, tiny_model_dir,
+                                                                                     tmp_path):
+    out = tmp_path / "eval"
+    train.main(_args(run_data, tiny_model_dir, out, "--max_steps", "12", "--learning_rate", "2e-3",
+                     "--eval_strategy", "steps", "--eval_steps", "6", "--eval_samples", "3",
+                     "--per_device_eval_batch_size", "3", "--save_strategy", "steps", "--save_steps", "6"))
+    state = json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())
+    evaluations = [entry for entry in state["log_history"] if "eval_loss" in entry]
+    assert [entry["step"] for entry in evaluations] == [0, 6, 12]
+    metrics = test_script.main(["--run_dir", str(out), "--eval_samples", "3", "--eval_batch_size", "3",
+                                "--test_img_dir", str(tmp_path / "none")])
+    for key in ("exact_match", "cider", "bleu4"):
+        assert abs(evaluations[0][f"eval_{key}"] - metrics["base"][key]) < 1e-6
+        assert abs(evaluations[-1][f"eval_{key}"] - metrics["fine_tuned"][key]) < 1e-6
+    assert evaluations[-1]["eval_loss"] < evaluations[0]["eval_loss"]
