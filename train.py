@@ -64,10 +64,10 @@ def main(argv=None):
     model_dir = model_cfg.resolved_model_dir
     if not Path(model_dir, "config.json").is_file():
         raise SystemExit(f"No base model in {model_dir}: run `python load_model.py` first (or pass --model_dir).")
-    check_model_dir(model_dir, model_cfg.trust_remote_code)  # weights, processor and a vision-language config
     train_json = Path(data_cfg.resolved_data_dir, "train.json")
     if not train_json.is_file():
         raise SystemExit(f"No {train_json}: run `python data2csv.py` and `python csv2json.py` first (or pass --data_dir).")
+    check_model_dir(model_dir, model_cfg.trust_remote_code)  # weights, processor and a vision-language config
 
     # ---- Model
     processor = load_processor(model_dir, model_cfg.image_min_pixels, model_cfg.image_max_pixels,
