@@ -457,7 +457,7 @@ def refuse_tiny_defaults(argv, *groups) -> None:
     trust = model_cfg.trust_remote_code
     from vlmtune.modeling import check_model_dir
 
-    check_model_dir(model_dir, trust)  # a folder of a text-only model or without weights: say so, not a traceback
+    check_model_dir(model_dir, trust, config_only=True)  # a text-only model's config: say so, not a traceback
     with torch.device("meta"):
         skeleton = AutoModelForImageTextToText.from_config(
             AutoConfig.from_pretrained(model_dir, trust_remote_code=trust), trust_remote_code=trust)

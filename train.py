@@ -39,15 +39,15 @@ def main(argv=None):
     model_dir = model_cfg.resolved_model_dir
     if not Path(model_dir, "config.json").is_file():
         raise SystemExit(f"No base model in {model_dir}: run `python load_model.py` first (or pass --model_dir).")
+    train_json = Path(data_cfg.resolved_data_dir, "train.json")
+    if not train_json.is_file():
+        raise SystemExit(f"No {train_json}: run `python data2csv.py` and `python csv2json.py` first (or pass --data_dir).")
     check_model_dir(model_dir, model_cfg.trust_remote_code)  # weights, processor and a vision-language config
     resume = resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
     try:
         runlock.lock_output_dir(args.output_dir)  # one run per folder, for as long as this process lives
     except runlock.FolderInUse as error:
         raise SystemExit(f"train.py: {error}") from None
-    train_json = Path(data_cfg.resolved_data_dir, "train.json")
-    if not train_json.is_file():
-        raise SystemExit(f"No {train_json}: run `python data2csv.py` and `python csv2json.py` first (or pass --data_dir).")
 
     # ---- Model
     processor = load_processor(model_dir, model_cfg.image_min_pixels, model_cfg.image_max_pixels,

@@ -21,9 +21,10 @@ GET_ONE = (f"give --model_dir a folder of a vision-language model ({SUPPORTED}),
            "(--base_model Qwen/Qwen2-VL-2B-Instruct, say) to put one there")
 
 
-def check_model_dir(path: str, trust_remote_code: bool = False) -> None:
+def check_model_dir(path: str, trust_remote_code: bool = False, config_only: bool = False) -> None:
     """Stop, saying what the folder holds and what to do, unless `path` holds a whole vision-language model: a
-    config that AutoModelForImageTextToText builds, its weights (every shard an index names) and a processor.
+    config that AutoModelForImageTextToText builds, its weights (every shard an index names) and a processor; with
+    `config_only`, the config alone (config.refuse_tiny_defaults sizes a model from it before anything else).
 
     Without this, a folder of config files only, or of a text-only Qwen2, fails deep in transformers, some with a
     misleading "can't load image processor ... huggingface.co". train.py, test.py and merge.py call it first;
@@ -49,6 +50,8 @@ def check_model_dir(path: str, trust_remote_code: bool = False) -> None:
     if kind not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES and not remote:
         what = "a text-only language model" if kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES else "no vision-language model"
         raise SystemExit(f"{path} holds a {kind} model ({names}), {what}: it reads no images. {GET_ONE}.")
+    if config_only:
+        return
     missing = _missing_weights(folder)
     if missing:
         raise SystemExit(f"{path} holds the config of a {kind} model ({names}) but {missing}: the download was cut "

@@ -6,6 +6,7 @@ with SIGKILL, or a machine that rebooted, leaves no stale lock (a pid file would
 by hand. The file keeps the holder's pid and start time, for the message a second run gets.
 """
 
+import atexit
 import datetime
 import os
 
@@ -28,6 +29,7 @@ def lock_output_dir(output_dir: str) -> None:
     launcher): the other ranks write nothing there."""
     if fcntl is None or int(os.environ.get("RANK", "0")) != 0:
         return
+    created = not os.path.isdir(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, LOCK_NAME)
     handle = open(path, "a+", encoding="utf-8")
@@ -44,6 +46,14 @@ def lock_output_dir(output_dir: str) -> None:
     handle.write(f"pid {os.getpid()}, started {datetime.datetime.now().isoformat(timespec='seconds')}\n")
     handle.flush()
     _held.append(handle)
+    if created:  # a run that stops before writing anything leaves no folder behind
+        atexit.register(_remove_if_only_the_lock, output_dir)
+
+
+def _remove_if_only_the_lock(output_dir: str) -> None:
+    if os.path.isdir(output_dir) and os.listdir(output_dir) == [LOCK_NAME]:
+        os.remove(os.path.join(output_dir, LOCK_NAME))
+        os.rmdir(output_dir)
 
 
 def release_all() -> None:
