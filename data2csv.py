@@ -38,8 +38,6 @@ not written, and the records after it are read on: the summary counts them and s
 <data_dir>/skipped.csv lists them all, id and reason (a record without an id as "record N of <file>").
 """
 
-import csv
-import io
 import itertools
 import os
 from dataclasses import asdict, replace
@@ -201,19 +199,10 @@ def main(argv=None):
         print(f"  ... and {len(skipped) - 5} more skipped.")
     skipped_path = os.path.join(out, "skipped.csv")
     if skipped or os.path.isfile(skipped_path):
-        write_skipped(skipped_path, skipped)  # an earlier run's list is replaced, by an empty one if need be
+        formats.write_reasons(skipped_path, skipped)  # an earlier run's list is replaced, by an empty one if need be
     if skipped:
         print(f"  all {len(skipped)} skipped listed with their reasons in {skipped_path}")
 
-
-def write_skipped(path: str, skipped: list):
-    """Write what the readers skipped, (id, reason) a row, to skipped.csv (atomically), for the records beyond the
-    few the summary shows."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "reason"])
-    writer.writerows(skipped)
-    formats.write_atomically(path, buffer.getvalue())
 
 
 if __name__ == "__main__":
