@@ -21,15 +21,13 @@ rows that name no split count as train, and an image in two splits stays in the 
 split, or none, --val_size images are held out at random, seeded by --split_seed. The summary says which it did.
 """
 
-import csv
-import io
 import json
 import os
 import sys
 
 from config import DataConfig, parse
 from vlmtune.formats import (NotUtf8Error, answer_count_notes, check_row, read_csv, rows_to_conversations, split_rows,
-                             write_atomically, write_file_set)
+                             write_file_set, write_reasons)
 from vlmtune.images import notes as image_notes
 from vlmtune.saving import stop_on_write_error
 from vlmtune.sources import read_class_aliases
@@ -86,12 +84,8 @@ def main(argv=None):
             sys.exit(f"csv2json.py: {error}")
         rejected += [{"id": row["id"], "reason": reason} for row, reason in left_out]  # an image in two splits
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["id", "reason"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rejected)
     with stop_on_write_error(data_dir):
-        write_atomically(rejected_path, buffer.getvalue())
+        write_reasons(rejected_path, [(entry["id"], entry["reason"]) for entry in rejected])
 
     listed = f" (all listed in {rejected_path})" if rejected else ""
     print(f"{csv_path}: rows read: {len(rows)}, rows rejected: {len(rejected)}{listed}")

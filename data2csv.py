@@ -38,8 +38,6 @@ not written, and the records after it are read on: the summary counts them and s
 <data_dir>/skipped.csv lists them all, id and reason (a record without an id as "record N of <file>").
 """
 
-import csv
-import io
 import itertools
 import os
 from dataclasses import asdict, replace
@@ -110,38 +108,6 @@ def check_same_source(cfg: DataConfig, out: str, holds_records: bool):
         yaml.safe_dump(settings, f, sort_keys=False)
 
 
-def read_records(cfg: DataConfig, skipped: list):
-    n = cfg.num_samples
-    if cfg.source == "synthetic":
-        make = {"caption": sources.synthetic_captions, "classification": sources.synthetic_classification,
-                "grounding": sources.synthetic_grounding, "vqa": sources.synthetic_vqa}[cfg.task]
-        return make(n, cfg.synthetic_seed, cfg.synthetic_image_size)
-    if cfg.source == "modelscope":
-        # The tutorial's dataset is read with its subset unless the user names another dataset or subset.
-        subset = cfg.dataset_subset or ("" if cfg.dataset_id else "coco_2014_caption")
-        return sources.modelscope_captions(cfg.resolved_dataset_id, subset, cfg.dataset_split, n)
-    if cfg.source == "huggingface" and cfg.task == "grounding":
-        return sources.huggingface_grounding(cfg.dataset_id, skipped, cfg.dataset_split, cfg.dataset_subset,
-                                             cfg.image_column, cfg.expression_column, cfg.bbox_column,
-                                             cfg.bbox_format, n, cfg.dataset_images)
-    if cfg.source == "huggingface":
-        return sources.huggingface_captions(cfg.dataset_id, cfg.dataset_split, cfg.dataset_subset, cfg.image_column,
-                                            cfg.caption_column, n, cfg.dataset_images)
-    if cfg.source == "coco":
-        read = sources.coco_grounding if cfg.task == "grounding" else sources.coco_captions
-        return read(cfg.coco_annotations, cfg.coco_images, skipped, n)
-    if cfg.source == "folder":
-        return sources.folder_classification(cfg.folder_dir, sources.read_label_map(cfg.label_map), skipped, n)
-    if cfg.source == "vqa":
-        return sources.vqa_questions(cfg.vqa_questions, cfg.vqa_annotations, cfg.vqa_images, skipped, n)
-    if cfg.source == "lxmert":
-        return sources.lxmert_vqa(cfg.lxmert_json, cfg.vqa_images, skipped, n)
-    if cfg.source == "rows":
-        return sources.rows_vqa(cfg.rows_file, cfg.dataset_images, skipped, cfg.image_column, cfg.question_column,
-                                cfg.answers_column, n)
-    return sources.llava_conversations(cfg.llava_json, cfg.llava_images, skipped, n)
-
-
 def main(argv=None):
     # ---- Config
     (cfg,) = parse(argv, DataConfig)  # a bad value or an unknown flag stops there, named
@@ -166,7 +132,7 @@ def main(argv=None):
     samples = []
     for split, prefix, settings in parts:
         part = replace(cfg, **settings, num_samples=cfg.num_samples if cfg.source == "synthetic" else 0)
-        samples.append(splits.Sample(splits.in_split(read_records(part, skipped), split, prefix), cfg.num_samples,
+        samples.append(splits.Sample(splits.in_split(sources.read_records(part, skipped), split, prefix), cfg.num_samples,
                                      count_rest=cfg.source not in splits.HUBS))
     with saving.stop_on_write_error(out):  # a full disk: named, and no temporary left (formats cleans up)
         try:
@@ -201,19 +167,10 @@ def main(argv=None):
         print(f"  ... and {len(skipped) - 5} more skipped.")
     skipped_path = os.path.join(out, "skipped.csv")
     if skipped or os.path.isfile(skipped_path):
-        write_skipped(skipped_path, skipped)  # an earlier run's list is replaced, by an empty one if need be
+        formats.write_reasons(skipped_path, skipped)  # an earlier run's list is replaced, by an empty one if need be
     if skipped:
         print(f"  all {len(skipped)} skipped listed with their reasons in {skipped_path}")
 
-
-def write_skipped(path: str, skipped: list):
-    """Write what the readers skipped, (id, reason) a row, to skipped.csv (atomically), for the records beyond the
-    few the summary shows."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["id", "reason"])
-    writer.writerows(skipped)
-    formats.write_atomically(path, buffer.getvalue())
 
 
 if __name__ == "__main__":

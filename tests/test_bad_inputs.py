@@ -1154,30 +1154,24 @@ def test_image_broken_at_its_batch_raises_naming_the_record_in_the_collator(tmp_
                   [example("val-3", broken)["messages"][:1]], ids=["val-3"])
 
 
-def test_empty_val_json_stops_test_py_with_the_fix(tmp_path, tiny_model_dir):
-    """An empty val.json ([]): test.py stops naming the file and the fix, not an IndexError.
+@pytest.mark.parametrize(("content", "message"), [
+    ("[]\n", "holds no conversation records: run `python csv2json.py` again"),
+    ('[{"id": "a", "conversations": [', ": not valid JSON (Expecting value: line 1 column 32 (char 31)): run "
+                                       "`python csv2json.py` again"),
+])
+def test_empty_or_malformed_val_json_stops_test_py_naming_the_file_and_the_fix(tmp_path, tiny_model_dir, content,
+                                                                               message):
+    """An empty val.json ([]), or one cut short (not valid JSON): test.py stops naming the file (and where json
+    stopped) and the fix, not an IndexError or a JSONDecodeError.
     Outcome: clear error."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    (data_dir / "val.json").write_text("[]\n")
+    (data_dir / "val.json").write_text(content)
     run_dir = _err_full_run_dir(tmp_path, tiny_model_dir, data_dir)
     with pytest.raises(SystemExit) as stop:
         test_script.main(["--run_dir", str(run_dir)])
-    assert str(stop.value.code).startswith(f"test.py: {data_dir / 'val.json'} holds no conversation records: run "
-                                           "`python csv2json.py` again")
-
-
-def test_malformed_val_json_stops_test_py_naming_the_file(tmp_path, tiny_model_dir):
-    """A val.json cut short (not valid JSON): test.py stops naming the file, the position and the fix.
-    Outcome: clear error."""
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    (data_dir / "val.json").write_text('[{"id": "a", "conversations": [')
-    run_dir = _err_full_run_dir(tmp_path, tiny_model_dir, data_dir)
-    with pytest.raises(SystemExit) as stop:
-        test_script.main(["--run_dir", str(run_dir)])
-    assert str(stop.value.code).startswith(f"test.py: {data_dir / 'val.json'}: not valid JSON (Expecting value: "
-                                           "line 1 column 32 (char 31)): run `python csv2json.py` again")
+    separator = "" if message.startswith(":") else " "
+    assert str(stop.value.code).startswith(f"test.py: {data_dir / 'val.json'}{separator}{message}")
 
 
 def _err_full_run_dir(tmp_path, model_dir: Path, data_dir: Path) -> Path:

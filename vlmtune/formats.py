@@ -640,6 +640,16 @@ def write_file_set(folder, texts: dict):
     os.remove(marker)
 
 
+def write_reasons(path, entries):
+    """Write (id, reason) pairs to a CSV with the header id,reason (atomically): csv2json.py's rejected.csv, and
+    data2csv.py's skipped.csv, which list every row or record left out beyond the few shown on screen."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "reason"])
+    writer.writerows(entries)
+    write_atomically(path, buffer.getvalue())
+
+
 def write_csv(path, rows, task):
     """Write data.csv (atomically): the task's columns, then those of OPTIONAL_COLUMNS that any row holds."""
     rows = list(rows)

@@ -64,6 +64,13 @@ def remove_changed(folder, before: dict) -> None:
                 os.remove(path)
 
 
+def _stop_if_write_error(error: BaseException, folder) -> None:
+    """Stop with write_error_message when `error` is a write's failure; else return, for the caller to re-raise."""
+    message = write_error_message(error, folder)
+    if message is not None:
+        raise SystemExit(message) from None
+
+
 def save_run(folder, write, finished_name: str, finished_text: str, main_process: bool = True) -> None:
     """Save a run into `folder`: `write(folder)` writes the model and processor, then `finished_name` (the file that
     says the run is complete, run_config.json) is written last, atomically.
@@ -86,10 +93,8 @@ def save_run(folder, write, finished_name: str, finished_text: str, main_process
         write_atomically(os.path.join(folder, finished_name), finished_text)
     except BaseException as error:
         remove_changed(folder, before)
-        message = write_error_message(error, folder)
-        if message is None:
-            raise
-        raise SystemExit(message) from None
+        _stop_if_write_error(error, folder)
+        raise
 
 
 @contextmanager
@@ -100,10 +105,8 @@ def removed_on_failure(folder):
         yield
     except BaseException as error:
         shutil.rmtree(folder, ignore_errors=True)
-        message = write_error_message(error, folder)
-        if message is None:
-            raise
-        raise SystemExit(message) from None
+        _stop_if_write_error(error, folder)
+        raise
 
 
 @contextmanager
@@ -113,7 +116,5 @@ def stop_on_write_error(folder):
     try:
         yield
     except Exception as error:
-        message = write_error_message(error, folder)
-        if message is None:
-            raise
-        raise SystemExit(message) from None
+        _stop_if_write_error(error, folder)
+        raise

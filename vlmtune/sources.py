@@ -76,6 +76,40 @@ ANIMALS10_LABELS = {
 }
 
 
+def read_records(cfg, skipped: list):
+    """The records of the source a data2csv.py setting names (config.DataConfig: --source, --task and the source's
+    own flags), its skips appended to `skipped`."""
+    n = cfg.num_samples
+    if cfg.source == "synthetic":
+        make = {"caption": synthetic_captions, "classification": synthetic_classification,
+                "grounding": synthetic_grounding, "vqa": synthetic_vqa}[cfg.task]
+        return make(n, cfg.synthetic_seed, cfg.synthetic_image_size)
+    if cfg.source == "modelscope":
+        # The tutorial's dataset is read with its subset unless the user names another dataset or subset.
+        subset = cfg.dataset_subset or ("" if cfg.dataset_id else "coco_2014_caption")
+        return modelscope_captions(cfg.resolved_dataset_id, subset, cfg.dataset_split, n)
+    if cfg.source == "huggingface" and cfg.task == "grounding":
+        return huggingface_grounding(cfg.dataset_id, skipped, cfg.dataset_split, cfg.dataset_subset,
+                                             cfg.image_column, cfg.expression_column, cfg.bbox_column,
+                                             cfg.bbox_format, n, cfg.dataset_images)
+    if cfg.source == "huggingface":
+        return huggingface_captions(cfg.dataset_id, cfg.dataset_split, cfg.dataset_subset, cfg.image_column,
+                                            cfg.caption_column, n, cfg.dataset_images)
+    if cfg.source == "coco":
+        read = coco_grounding if cfg.task == "grounding" else coco_captions
+        return read(cfg.coco_annotations, cfg.coco_images, skipped, n)
+    if cfg.source == "folder":
+        return folder_classification(cfg.folder_dir, read_label_map(cfg.label_map), skipped, n)
+    if cfg.source == "vqa":
+        return vqa_questions(cfg.vqa_questions, cfg.vqa_annotations, cfg.vqa_images, skipped, n)
+    if cfg.source == "lxmert":
+        return lxmert_vqa(cfg.lxmert_json, cfg.vqa_images, skipped, n)
+    if cfg.source == "rows":
+        return rows_vqa(cfg.rows_file, cfg.dataset_images, skipped, cfg.image_column, cfg.question_column,
+                                cfg.answers_column, n)
+    return llava_conversations(cfg.llava_json, cfg.llava_images, skipped, n)
+
+
 def synthetic_captions(n: int, seed: int = 0, image_size: int = 112):
     """n records of the synthetic world (offline, deterministic from `seed`), e.g.
 
