@@ -48,6 +48,14 @@ def main(argv=None):
         runlock.lock_output_dir(args.output_dir)  # one run per folder, for as long as this process lives
     except runlock.FolderInUse as error:
         raise SystemExit(f"train.py: {error}") from None
+    try:
+        train(data_cfg, model_cfg, tune_cfg, args, resume)
+    finally:
+        runlock.release_all()  # the lock file goes, and the folder too where the run wrote nothing
+
+
+def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
+    model_dir, train_json = model_cfg.resolved_model_dir, Path(data_cfg.resolved_data_dir, "train.json")
 
     # ---- Model
     processor = load_processor(model_dir, model_cfg.image_min_pixels, model_cfg.image_max_pixels,

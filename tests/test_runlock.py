@@ -55,3 +55,17 @@ def test_ranks_other_than_the_main_process_take_no_lock(tmp_path, monkeypatch):
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_run_that_ends_removes_its_lock_file_and_the_folder_it_made_if_it_wrote_nothing(tmp_path):
+    made, kept = tmp_path / "made", tmp_path / "kept"
+    kept.mkdir()
+    runlock.lock_output_dir(str(made))
+    runlock.lock_output_dir(str(kept))
+    (made / "adapter_model.safetensors").write_bytes(b"x")
+    runlock.release_all()
+    assert sorted(p.name for p in made.iterdir()) == ["adapter_model.safetensors"]  # a run's output stays
+    assert kept.is_dir() and not list(kept.iterdir())  # a folder given before the run stays, empty
+    runlock.lock_output_dir(str(tmp_path / "empty"))
+    runlock.release_all()
+    assert not (tmp_path / "empty").exists()

@@ -3,10 +3,10 @@
 Two trainings into one --output_dir would mix their checkpoints and overwrite each other's adapter, and both exit 0.
 The lock is an flock(2) on <output_dir>/.run.lock, held by the open file for the life of the process: a run killed
 with SIGKILL, or a machine that rebooted, leaves no stale lock (a pid file would), so nothing ever has to be deleted
-by hand. The file keeps the holder's pid and start time, for the message a second run gets.
+by hand. The file keeps the holder's pid and start time, for the message a second run gets; a run that ends (or
+stops with a message) removes it, one that is killed leaves it unlocked.
 """
 
-import atexit
 import datetime
 import os
 
@@ -16,7 +16,7 @@ except ImportError:  # Windows: no flock; the lock is skipped there (the project
     fcntl = None
 
 LOCK_NAME = ".run.lock"
-_held = []  # the open lock files of this process: closing one (or exiting) releases it
+_held = []  # (open lock file, its path, whether the folder was made for it): closing the file releases the lock
 
 
 class FolderInUse(RuntimeError):
@@ -45,18 +45,16 @@ def lock_output_dir(output_dir: str) -> None:
     handle.truncate()
     handle.write(f"pid {os.getpid()}, started {datetime.datetime.now().isoformat(timespec='seconds')}\n")
     handle.flush()
-    _held.append(handle)
-    if created:  # a run that stops before writing anything leaves no folder behind
-        atexit.register(_remove_if_only_the_lock, output_dir)
-
-
-def _remove_if_only_the_lock(output_dir: str) -> None:
-    if os.path.isdir(output_dir) and os.listdir(output_dir) == [LOCK_NAME]:
-        os.remove(os.path.join(output_dir, LOCK_NAME))
-        os.rmdir(output_dir)
+    _held.append((handle, path, created))
 
 
 def release_all() -> None:
-    """Drop this process's locks (tests; a process's exit does it too)."""
+    """Drop this process's locks at the end of a run: the lock file is removed while still locked (so no other run
+    can lock the old file after it), then released; a folder made for the lock that the run left empty goes too."""
     while _held:
-        _held.pop().close()
+        handle, path, created = _held.pop()
+        os.remove(path)
+        handle.close()
+        folder = os.path.dirname(path)
+        if created and not os.listdir(folder):
+            os.rmdir(folder)
