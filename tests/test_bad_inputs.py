@@ -1228,9 +1228,11 @@ def test_model_folder_with_a_config_but_no_weights_is_named(tmp_path, fixtures_d
     Outcome: clear error."""
     folder = _err_model_folder(tmp_path, fixtures_dir / "qwen2-vl-2b-instruct",
                                files=("config.json", "preprocessor_config.json"))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.json").write_text("[]\n")  # train.py checks its data is there before the model
     with pytest.raises(SystemExit) as stop:
         train.main(["--model_dir", str(folder), "--learning_rate", "1e-4", "--image_max_pixels", "12544",
-                    "--output_dir", str(tmp_path / "run")])
+                    "--output_dir", str(tmp_path / "run"), "--data_dir", str(tmp_path / "data")])
     assert str(stop.value.code).startswith(
         f"{folder} holds the config of a qwen2_vl model (Qwen2VLForConditionalGeneration) but no weights (no "
         "model.safetensors or pytorch_model.bin, nor a sharded index): the download was cut short")
