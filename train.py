@@ -17,7 +17,7 @@ from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 import config
-from vlmtune import evaluation, parts, runlock, saving, text
+from vlmtune import evaluation, parts, runlock, saving, stopping, text
 from vlmtune.collator import TrainCollator, UnreadableImage, drop_overlong, images_of
 from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.images import resolution_warnings, stored_size
@@ -44,12 +44,18 @@ def main(argv=None):
         raise SystemExit(f"No {train_json}: run `python data2csv.py` and `python csv2json.py` first (or pass --data_dir).")
     check_model_dir(model_dir, model_cfg.trust_remote_code)  # weights, processor and a vision-language config
     resume = resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    stopping.stop_on_request()  # before the lock: a stop from here on releases it
     try:
         runlock.lock_output_dir(args.output_dir)  # one run per folder, for as long as this process lives
     except runlock.FolderInUse as error:
         raise SystemExit(f"train.py: {error}") from None
     try:
         train(data_cfg, model_cfg, tune_cfg, args, resume)
+    except stopping.Stopped as signal_name:  # kill, Ctrl-C, or train.sh stopped: say where, and how to go on
+        last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+        go_on = (f"the last checkpoint is {last}: resume with --resume_from_checkpoint last" if last else
+                 "no checkpoint was saved (--save_strategy steps --save_steps N keeps some to resume from)")
+        raise SystemExit(f"train.py: stopped by {signal_name}; {go_on}") from None
     finally:
         runlock.release_all()  # the lock file goes, and the folder too where the run wrote nothing
 

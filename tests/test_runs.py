@@ -110,3 +110,36 @@ def test_the_task_metric_logged_while_training_rises_from_the_base_to_test_pys_v
         assert abs(evaluations[0][f"eval_{key}"] - metrics["base"][key]) < 1e-6
         assert abs(evaluations[-1][f"eval_{key}"] - metrics["fine_tuned"][key]) < 1e-6
     assert evaluations[-1]["eval_loss"] < evaluations[0]["eval_loss"]
+
+
+def _processes_naming(text: str) -> list[int]:
+    """The pids of live processes whose command line holds `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:  # ended meanwhile
+                pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc (Linux)")
+def test_killing_train_sh_stops_training_with_where_it_stopped(run_data, tiny_model_dir, tmp_path):
+    out = tmp_path / "killed-sh"
+    process = subprocess.Popen(["sh", "train.sh", *_args(run_data, tiny_model_dir, out, "--max_steps", "5000")],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"),
+                               start_new_session=True)  # the signal goes to train.sh alone, as `kill <pid>` sends it
+    deadline = time.time() + 300
+    while not (out / runlock.LOCK_NAME).is_file() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    time.sleep(3)  # into the model loading or the first steps
+    os.kill(process.pid, signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "train.py: stopped by SIGTERM; no checkpoint was saved" in output
+    assert "Traceback" not in output
+    assert _processes_naming(str(out)) == []  # train.py did not run on
+    assert not (out / runlock.LOCK_NAME).exists() and not (out / "run_config.json").exists()
