@@ -262,6 +262,9 @@ TRAINING_DEFAULTS = dict(
     seed=42,
     # bf16 autocast wherever the GPU has it: frozen weights load in bf16, trained ones stay fp32 (modeling.py).
     bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+    # On a machine without CUDA: the CPU, also when several processes are launched (they then join with gloo; with
+    # use_cpu off they would each train alone on the same batches).
+    use_cpu=not torch.cuda.is_available(),
 )
 
 

@@ -13,11 +13,12 @@ import json
 import os
 from pathlib import Path
 
+import torch
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 import config
-from vlmtune import evaluation, parts, runlock, saving, stopping, text
+from vlmtune import checkpoints, evaluation, parts, runlock, saving, stopping, text
 from vlmtune.collator import TrainCollator, UnreadableImage, drop_overlong, images_of
 from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.images import resolution_warnings, stored_size
@@ -43,7 +44,12 @@ def main(argv=None):
     if not train_json.is_file():
         raise SystemExit(f"No {train_json}: run `python data2csv.py` and `python csv2json.py` first (or pass --data_dir).")
     check_model_dir(model_dir, model_cfg.trust_remote_code)  # weights, processor and a vision-language config
-    resume = resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    try:
+        resume = checkpoints.resume_folder(args.resume_from_checkpoint, args.output_dir)
+    except ValueError as error:
+        raise SystemExit(f"train.py: {error}") from None
+    if resume:
+        print(f"resuming from {resume}")
     stopping.stop_on_request()  # before the lock: a stop from here on releases it
     try:
         runlock.lock_output_dir(args.output_dir)  # one run per folder, for as long as this process lives
@@ -62,6 +68,8 @@ def main(argv=None):
 
 def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
     model_dir, train_json = model_cfg.resolved_model_dir, Path(data_cfg.resolved_data_dir, "train.json")
+    print(f"{args.world_size} process{'es' if args.world_size > 1 else ''} on {args.device.type}, "
+          f"{torch.get_num_threads()} CPU threads each")
 
     # ---- Model
     processor = load_processor(model_dir, model_cfg.image_min_pixels, model_cfg.image_max_pixels,
@@ -122,8 +130,14 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
     if tune_cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(tune_cfg.early_stopping_patience))
     evaluating = args.eval_strategy != "no"
-    val_examples, task_evaluation = validation(data_cfg, tune_cfg, task, processor, info,
-                                               args.per_device_eval_batch_size) if evaluating else (None, None)
+    val_examples, task_evaluation = None, None
+    if evaluating:  # every record of val.json for the loss, the first --eval_samples questions for the metric
+        try:
+            val_examples, task_evaluation = evaluation.validation_set(
+                Path(data_cfg.resolved_data_dir, "val.json"), task, processor, info, tune_cfg.eval_samples,
+                args.per_device_eval_batch_size)
+        except (ValueError, FileNotFoundError) as error:
+            raise SystemExit(f"train.py: --eval_strategy: {error}") from None
     trainer = PartsTrainer(model=model, args=args, train_dataset=examples, eval_dataset=val_examples,
                            callbacks=callbacks, learning_rates=learning_rates,
                            data_collator=TrainCollator(processor, trim_logits=tune_cfg.trim_logits))
@@ -155,43 +169,9 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
     saving.save_run(args.output_dir, write, "run_config.json", json.dumps(run_config, indent=2, default=str),
                     main_process=trainer.is_world_process_zero())
     saved = "adapter" if hasattr(model, "peft_config") else "model"
-    print(f"{saved} and run_config.json saved to {args.output_dir}")
+    if trainer.is_world_process_zero():
+        print(f"{saved} and run_config.json saved to {args.output_dir}")
 
-
-
-def resume_checkpoint(given: str | None, output_dir: str) -> str | None:
-    """The checkpoint folder --resume_from_checkpoint names: a path, or `last`, the newest checkpoint-N of
-    --output_dir; None without the flag. Stops, naming the folder, when there is none to resume from."""
-    if not given:
-        return None
-    folder = given
-    if given == "last":
-        folder = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-    if folder is None:
-        raise SystemExit(f"train.py: --resume_from_checkpoint last: {output_dir} holds no checkpoint-N folder to "
-                         "resume from (checkpoints are saved with --save_strategy steps|epoch)")
-    if not os.path.isfile(os.path.join(folder, "trainer_state.json")):
-        raise SystemExit(f"train.py: --resume_from_checkpoint {given}: {folder} is no checkpoint (no "
-                         "trainer_state.json); give a checkpoint-N folder, or `last`")
-    print(f"resuming from {folder}")
-    return folder
-
-
-def validation(data_cfg, tune_cfg, task, processor, info, batch_size: int):
-    """(eval_dataset, task_evaluation) for evaluations during training: every record of val.json for the loss, and
-    the first --eval_samples distinct questions for the task's metric (vlmtune.evaluation)."""
-    val_json = Path(data_cfg.resolved_data_dir, "val.json")
-    try:
-        records = load_conversations(val_json)
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"train.py: --eval_strategy needs the validation split csv2json.py wrote: {error}") from None
-    if not records:
-        raise SystemExit(f"train.py: --eval_strategy: {val_json} is empty; hold images out with csv2json.py "
-                         "--val_size, or train with --eval_strategy no")
-    examples = [{"id": r["id"], "messages": task.adapt(to_messages(r, val_json.parent), r, info)} for r in records]
-    rows, questions = evaluation.validation_questions(records, val_json.parent, task, info, tune_cfg.eval_samples)
-    settings = {"batch_size": batch_size, "max_new_tokens": 64}  # test.py's default answer length
-    return examples, (task, rows, questions, processor, settings)
 
 
 if __name__ == "__main__":

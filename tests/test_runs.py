@@ -143,3 +143,28 @@ def test_killing_train_sh_stops_training_with_where_it_stopped(run_data, tiny_mo
     assert "Traceback" not in output
     assert _processes_naming(str(out)) == []  # train.py did not run on
     assert not (out / runlock.LOCK_NAME).exists() and not (out / "run_config.json").exists()
+
+
+def test_two_cpu_processes_through_train_sh_split_the_data_and_keep_one_adapter(run_data, tiny_model_dir, tmp_path):
+    """scripts/accelerate_cpu_processes.yaml: 2 data-parallel processes on the CPU, joined with gloo."""
+    out, probe = tmp_path / "ddp", tmp_path / "probe"
+    probe.mkdir()
+    env = dict(os.environ, ACCELERATE_CONFIG="scripts/accelerate_cpu_processes.yaml", VLMTUNE_PROBE=str(probe),
+               PYTHONPATH=os.pathsep.join([str(ROOT / "tests" / "probes"), str(ROOT)]), SWANLAB_MODE="disabled",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    args = _args(run_data, tiny_model_dir, out, "--num_train_epochs", "1", "--per_device_train_batch_size", "2")
+    args[args.index("--report_to") + 1] = "swanlab"
+    result = subprocess.run(["sh", "train.sh", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+    seen = [set(rank["seen"]) for rank in ranks]
+    train_ids = {record["id"] for record in json.loads((run_data / "train.json").read_text())}
+    assert seen[0] and seen[1] and not seen[0] & seen[1]  # each process its own samples
+    assert seen[0] | seen[1] == train_ids  # together, the epoch
+    first, second = load_file(probe / "rank0.safetensors"), load_file(probe / "rank1.safetensors")
+    assert _same(first, second)  # gradients averaged: both ranks end with the same adapter
+    assert [rank["swanlab"] for rank in ranks] == [["disabled"], []]  # SwanLab started by rank 0 only
+    assert result.stdout.count("2 processes on cpu") == 2
+    assert result.stdout.count(f"adapter and run_config.json saved to {out}") == 1
+    assert (out / "adapter_model.safetensors").is_file()

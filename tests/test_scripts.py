@@ -33,12 +33,16 @@ def test_deepspeed_configs_parse_and_leave_sizes_to_the_trainer(name):
     assert ds["bf16"]["enabled"] == "auto"
 
 
-@pytest.mark.parametrize("name", ["accelerate.yaml", "accelerate_multi_gpu.yaml"])
-def test_accelerate_configs_parse(name):
+@pytest.mark.parametrize("name", ["accelerate.yaml", "accelerate_multi_gpu.yaml", "accelerate_cpu_processes.yaml",
+                                  "accelerate_multi_node.yaml"])
+def test_accelerate_configs_parse_with_a_process_count_accelerate_takes(name):
     from accelerate.commands.config.config_args import load_config_from_file
 
     cfg = load_config_from_file(str(ROOT / "scripts" / name))
-    assert cfg.num_machines == 1
+    assert cfg.num_processes >= 1  # accelerate 1.15 refuses the -1 ("every GPU") of older configs
+    assert (cfg.num_machines > 1) == (name == "accelerate_multi_node.yaml")
+    if cfg.num_machines > 1:
+        assert cfg.main_process_ip and cfg.main_process_port and cfg.machine_rank == 0
 
 
 def test_real_run_preset_resolves_to_the_tutorial_recipe():

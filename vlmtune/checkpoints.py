@@ -21,6 +21,25 @@ SCHEDULER = "scheduler"
 TRAINING_ARGS = "training_args.json"
 
 
+def resume_folder(given: str | None, output_dir: str) -> str | None:
+    """The checkpoint folder --resume_from_checkpoint names: a path, or `last`, the newest checkpoint-N of
+    --output_dir; None without the flag. ValueError, naming the folder, when there is none to resume from."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not given:
+        return None
+    folder = given
+    if given == "last":
+        folder = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    if folder is None:
+        raise ValueError(f"--resume_from_checkpoint last: {output_dir} holds no checkpoint-N folder to resume from "
+                         "(checkpoints are saved with --save_strategy steps|epoch)")
+    if not os.path.isfile(os.path.join(folder, "trainer_state.json")):
+        raise ValueError(f"--resume_from_checkpoint {given}: {folder} is no checkpoint (no trainer_state.json); give "
+                         "a checkpoint-N folder, or `last`")
+    return folder
+
+
 def save_state(state, folder: str, name: str) -> None:
     """Write a state (nested dicts, lists, tuples, numbers, strings, tensors, numpy arrays) as <name>.safetensors and
     <name>.json in `folder`; load_state reads it back equal, key types and tuples included."""

@@ -3,11 +3,12 @@ by the task's own metrics. test.py uses it for the base and the fine-tuned model
 curve beside the loss (TaskMetricEvaluation), so both report the same number for the same questions.
 """
 
+import os
 import tempfile
 
 from transformers import TrainerCallback
 
-from .formats import to_messages
+from .formats import load_conversations, to_messages
 from .generation import generate
 from .reporting import question_rows
 
@@ -23,6 +24,22 @@ def validation_questions(records: list[dict], base_dir, task, model_info: dict, 
     if limit:
         rows, questions = rows[:limit], questions[:limit]
     return rows, questions
+
+
+def validation_set(val_json, task, processor, model_info: dict, limit: int, batch_size: int):
+    """(eval_dataset, task_evaluation) for evaluations during training: every record of `val_json` as a training
+    example, for the validation loss, and the first `limit` distinct questions (0: all) with what
+    TaskMetricEvaluation needs to answer and score them. ValueError or FileNotFoundError, naming the file, when it
+    is missing, malformed or empty."""
+    records = load_conversations(val_json)
+    if not records:
+        raise ValueError(f"{val_json} is empty: hold images out with csv2json.py --val_size, or train with "
+                         "--eval_strategy no")
+    base_dir = os.path.dirname(os.path.abspath(val_json))
+    examples = [{"id": r["id"], "messages": task.adapt(to_messages(r, base_dir), r, model_info)} for r in records]
+    rows, questions = validation_questions(records, base_dir, task, model_info, limit)
+    settings = {"batch_size": batch_size, "max_new_tokens": 64}  # test.py's default answer length
+    return examples, (task, rows, questions, processor, settings)
 
 
 def score_answers(task, rows: list[dict], answers: list[str], out_dir) -> dict:
