@@ -6,17 +6,17 @@
 # processes and one for several machines). The console is also kept in logs/.
 mkdir -p logs
 log="logs/train-$(date +%Y%m%d-%H%M%S)-$$.log"
-launch=""
+gpus=$(python -c "import torch; print(torch.cuda.device_count())" 2>/dev/null) || gpus=0
 if [ -z "$ACCELERATE_CONFIG" ]; then
-    gpus=$(python -c "import torch; print(torch.cuda.device_count())" 2>/dev/null) || gpus=0
-    if [ "${gpus:-0}" -gt 1 ]; then
-        ACCELERATE_CONFIG=scripts/accelerate_multi_gpu.yaml
-        launch="--num_processes $gpus"
-    else
-        ACCELERATE_CONFIG=scripts/accelerate.yaml
-        # accelerate gives a process one thread unless told; on the CPU that leaves the other cores idle.
-        [ "${gpus:-0}" -eq 0 ] && launch="--num_cpu_threads_per_process $(nproc)"
-    fi
+    ACCELERATE_CONFIG=scripts/accelerate.yaml
+    [ "${gpus:-0}" -gt 1 ] && ACCELERATE_CONFIG=scripts/accelerate_multi_gpu.yaml
+fi
+launch=""
+if [ "$ACCELERATE_CONFIG" = scripts/accelerate_multi_gpu.yaml ] && [ "${gpus:-0}" -gt 1 ]; then
+    launch="--num_processes $gpus"  # every GPU, one process each
+elif [ "$ACCELERATE_CONFIG" = scripts/accelerate.yaml ] && [ "${gpus:-0}" -eq 0 ]; then
+    # accelerate gives a process one thread unless told; on the CPU that leaves the other cores idle.
+    launch="--num_cpu_threads_per_process $(nproc)"
 fi
 pipe="$log.pipe"
 mkfifo "$pipe"

@@ -140,6 +140,7 @@ def test_killing_train_sh_stops_training_with_where_it_stopped(run_data, tiny_mo
     output, _ = process.communicate(timeout=120)
     assert process.returncode != 0
     assert "train.py: stopped by SIGTERM; no checkpoint was saved" in output
+    assert f"1 process on cpu, {len(os.sched_getaffinity(0))} CPU threads each" in output  # every core, one process
     assert "Traceback" not in output
     assert _processes_naming(str(out)) == []  # train.py did not run on
     assert not (out / runlock.LOCK_NAME).exists() and not (out / "run_config.json").exists()
