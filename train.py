@@ -148,6 +148,10 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
         trainer.train(resume_from_checkpoint=resume)
     except UnreadableImage as error:  # an image that changed on disk since csv2json.py, met at its batch
         raise SystemExit(f"train.py: {error}") from None
+    collated = trainer.data_collator
+    if collated.positions and trainer.is_world_process_zero():  # what right padding cost (see --train_sampling_strategy)
+        print(f"padding: {1 - collated.tokens / collated.positions:.1%} of the {collated.positions} token positions "
+              f"computed ({args.train_sampling_strategy} batches)")
 
     # ---- Save
     run_config = {

@@ -173,3 +173,26 @@ def test_two_cpu_processes_through_train_sh_split_the_data_and_keep_one_adapter(
     assert result.stdout.count("2 processes on cpu") == 2
     assert result.stdout.count(f"adapter and run_config.json saved to {out}") == 1
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_length_grouped_batches_work_with_the_lazy_examples_and_pad_less(tiny_model_dir, tmp_path, capsys):
+    from PIL import Image
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    records = []
+    for k in range(64):  # the Trainer's sampler sorts within mega-batches of up to 50 batches, at least 4 of them
+        Image.new("RGB", (56, 56), (3 * k, 100, 200)).save(data / "images" / f"{k}.png")
+        caption = "A dot." if k % 2 else "A long caption " + " ".join(["that goes on and on"] * 12) + "."
+        records.append({"id": str(k), "task": "caption", "conversations": [
+            {"from": "user", "value": f"<|vision_start|>images/{k}.png<|vision_end|>Describe this image."},
+            {"from": "assistant", "value": caption}]})
+    (data / "train.json").write_text(json.dumps(records))
+    fractions = {}
+    for strategy in ("random", "group_by_length"):
+        train.main(_args(data, tiny_model_dir, tmp_path / strategy, "--num_train_epochs", "1",
+                         "--train_sampling_strategy", strategy))
+        line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("padding: "))
+        assert line.endswith(f"({strategy} batches)")
+        fractions[strategy] = float(line.split()[1].rstrip("%"))
+    assert fractions["group_by_length"] < fractions["random"] / 2, fractions

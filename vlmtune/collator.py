@@ -110,7 +110,8 @@ def count_tokens(processor, messages: list[dict], record_id=None) -> int:
 
 
 def drop_overlong(examples: list[dict], processor, max_length: int):
-    """(kept, dropped): examples longer than max_length are dropped whole, never cut.
+    """(kept, dropped): examples longer than max_length are dropped whole, never cut; each kept one holds its
+    "length" in tokens, which length-grouped batching sorts by.
 
     Cutting inside the image tokens is the field's most reported crash ("Image features and image tokens do not
     match"); cutting the reply silently trains on half an answer. `dropped` lists (id, length) for the report.
@@ -119,7 +120,7 @@ def drop_overlong(examples: list[dict], processor, max_length: int):
     for example in examples:
         length = count_tokens(processor, example["messages"], example.get("id"))
         if length <= max_length:
-            kept.append(example)
+            kept.append(example | {"length": length})  # for length-grouped batches (--train_sampling_strategy)
         else:
             dropped.append((example["id"], length))
     return kept, dropped
@@ -140,6 +141,7 @@ class TrainCollator:
         tokenizer = processor.tokenizer
         self.reply_header = reply_header_ids(processor)
         self.end_id = tokenizer.convert_tokens_to_ids(reply_end(processor)[0])
+        self.tokens = self.positions = 0  # real tokens, and positions computed (padding included), in this process
 
     def __call__(self, examples: list[dict]):
         texts = [training_text(self.processor, e["messages"]) for e in examples]
@@ -148,6 +150,8 @@ class TrainCollator:
                                padding_side="right", return_tensors="pt")
         labels = torch.tensor([label_mask(row, self.reply_header, self.end_id) for row in batch["input_ids"].tolist()])
         labels[batch["attention_mask"] == 0] = IGNORE_INDEX
+        self.tokens += int(batch["attention_mask"].sum())
+        self.positions += batch["attention_mask"].numel()
         if self.trim_logits:
             supervised = (labels != IGNORE_INDEX).any(dim=0).nonzero()
             # Position t's logits predict token t+1, so keep from one before the first supervised token.

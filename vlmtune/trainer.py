@@ -5,6 +5,7 @@ removed rather than left for a resume to load."""
 import os
 
 from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from . import parts, saving
@@ -25,6 +26,16 @@ class PartsTrainer(TaskMetricEvaluation, SafeCheckpoints, Trainer):
             groups = parts.optimizer_groups(self.model, self.learning_rates, self.args.weight_decay)
             self.optimizer = optimizer_cls(groups, **kwargs)
         return self.optimizer
+
+    def _get_train_sampler(self, train_dataset=None):
+        """--train_sampling_strategy group_by_length with the lazy examples: the Trainer reads lengths from a
+        tokenized dataset's column, and these hold messages, not input_ids; their "length" is the token count
+        drop_overlong measured (file headers only, no pixels)."""
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or not dataset or "length" not in dataset[0]:
+            return super()._get_train_sampler(train_dataset)
+        return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                    lengths=[example["length"] for example in dataset])
 
     def _save_checkpoint(self, model, trial):
         """The Trainer's checkpoint save, with a failed one (a full disk) removed and named: the Trainer writes
