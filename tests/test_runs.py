@@ -53,7 +53,9 @@ def test_the_same_seed_gives_the_same_adapter_and_another_seed_another(run_data,
 
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_runs_adapter_and_losses(run_data, tiny_model_dir,
                                                                                        tmp_path):
-    steps = ["--max_steps", "8", "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1"]
+    # with per-part learning rates: the projector trained fully at its own rate, which the resumed optimizer keeps
+    steps = ["--max_steps", "8", "--save_strategy", "steps", "--save_steps", "2", "--logging_steps", "1",
+             "--projector", "full", "--projector_lr", "5e-4"]
     train.main(_args(run_data, tiny_model_dir, tmp_path / "whole", *steps))
     killed = tmp_path / "killed"
     command = [sys.executable, "train.py", *_args(run_data, tiny_model_dir, killed, *steps)]
@@ -66,6 +68,9 @@ def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_runs_adapter_and
     assert not (killed / "run_config.json").exists()  # it died before the end
     train.main(_args(run_data, tiny_model_dir, killed, *steps, "--resume_from_checkpoint", "last"))
     assert _same(_adapter(tmp_path / "whole"), _adapter(killed))
+    assert any("merger" in name for name in _adapter(killed))  # the projector is in what was compared
+    optimizer = json.loads((killed / "checkpoint-8" / "optimizer.json").read_text())
+    assert "5e-04" in json.dumps(optimizer) or "0.0005" in json.dumps(optimizer)  # the projector's own rate kept
 
     def losses(folder):
         state = json.loads((folder / "checkpoint-8" / "trainer_state.json").read_text())
@@ -196,3 +201,17 @@ def test_length_grouped_batches_work_with_the_lazy_examples_and_pad_less(tiny_mo
         assert line.endswith(f"({strategy} batches)")
         fractions[strategy] = float(line.split()[1].rstrip("%"))
     assert fractions["group_by_length"] < fractions["random"] / 2, fractions
+
+
+def test_early_stopping_stops_when_the_task_metric_no_longer_improves(run_data, tiny_model_dir, tmp_path):
+    # At learning rate 0 nothing changes, so the second in-training evaluation is no better than the first: with
+    # patience 1 training stops there (step 20 of 100), and the best checkpoint is the first evaluated one.
+    out = tmp_path / "early"
+    train.main(_args(run_data, tiny_model_dir, out, "--max_steps", "100", "--learning_rate", "0",
+                     "--eval_strategy", "steps", "--eval_steps", "10", "--save_strategy", "steps", "--save_steps",
+                     "10", "--eval_samples", "2", "--load_best_model_at_end", "true",
+                     "--metric_for_best_model", "cider", "--early_stopping_patience", "1"))
+    state = json.loads((out / "checkpoint-20" / "trainer_state.json").read_text())
+    assert state["global_step"] == 20 and not (out / "checkpoint-30").exists()
+    assert state["best_model_checkpoint"].endswith("checkpoint-10")
+    assert [entry["step"] for entry in state["log_history"] if "eval_cider" in entry] == [0, 10, 20]
