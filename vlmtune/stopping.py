@@ -22,6 +22,10 @@ class Stopped(Exception):
 
 
 def _stop(signum, frame):
+    # A second signal (the launcher's end right after a kill, a second Ctrl-C) must not cut the stop short: the
+    # partial checkpoint's removal, the lock's release and the message come first.
+    for name in ("SIGTERM", "SIGINT"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
     raise Stopped(signal.Signals(signum).name)
 
 
