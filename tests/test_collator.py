@@ -189,7 +189,7 @@ def test_drop_overlong_drops_whole_examples_and_reports_their_length(processor):
     kept, dropped = drop_overlong([small, photo, large], processor, max_length=52)  # 52 is large's exact length
 
     assert dropped == [("photo", 422)]
-    assert len(kept) == 2 and kept[0] is small and kept[1] is large
+    assert kept == [small | {"length": 35}, large | {"length": 52}]  # each with its length, for length grouping
     batch = TrainCollator(processor, trim_logits=False)(kept)
     assert batch["attention_mask"].sum(dim=1).tolist() == [35, 52]  # nothing cut
 
@@ -197,7 +197,7 @@ def test_drop_overlong_drops_whole_examples_and_reports_their_length(processor):
 def test_drop_overlong_keeps_everything_that_fits(processor):
     examples = two_examples()
     kept, dropped = drop_overlong(examples, processor, max_length=1000)
-    assert (kept, dropped) == (examples, [])
+    assert (kept, dropped) == ([example | {"length": n} for example, n in zip(examples, (35, 52))], [])
     kept, dropped = drop_overlong(examples, processor, max_length=34)
     assert (kept, dropped) == ([], [("small", 35), ("large", 52)])
 

@@ -205,13 +205,13 @@ def test_length_grouped_batches_work_with_the_lazy_examples_and_pad_less(tiny_mo
 
 def test_early_stopping_stops_when_the_task_metric_no_longer_improves(run_data, tiny_model_dir, tmp_path):
     # At learning rate 0 nothing changes, so the second in-training evaluation is no better than the first: with
-    # patience 1 training stops there (step 20 of 100), and the best checkpoint is the first evaluated one.
+    # patience 1 training stops there (step 6 of 30), and the best checkpoint is the first evaluated one.
     out = tmp_path / "early"
-    train.main(_args(run_data, tiny_model_dir, out, "--max_steps", "100", "--learning_rate", "0",
-                     "--eval_strategy", "steps", "--eval_steps", "10", "--save_strategy", "steps", "--save_steps",
-                     "10", "--eval_samples", "2", "--load_best_model_at_end", "true",
+    train.main(_args(run_data, tiny_model_dir, out, "--max_steps", "30", "--learning_rate", "0",
+                     "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "steps", "--save_steps",
+                     "3", "--eval_samples", "2", "--load_best_model_at_end", "true",
                      "--metric_for_best_model", "cider", "--early_stopping_patience", "1"))
-    state = json.loads((out / "checkpoint-20" / "trainer_state.json").read_text())
-    assert state["global_step"] == 20 and not (out / "checkpoint-30").exists()
-    assert state["best_model_checkpoint"].endswith("checkpoint-10")
-    assert [entry["step"] for entry in state["log_history"] if "eval_cider" in entry] == [0, 10, 20]
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6 and not (out / "checkpoint-9").exists()
+    assert state["best_model_checkpoint"].endswith("checkpoint-3")
+    assert [entry["step"] for entry in state["log_history"] if "eval_cider" in entry] == [0, 3, 6]
