@@ -32,3 +32,37 @@ def tiny_model_dir() -> Path:
     import load_model
 
     return Path(load_model.main(["--model_dir", str(ROOT / "models" / "tiny-qwen2-vl")]))
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium (or the one VLMTUNE_CHROMIUM names), for the tests that look at a page as a person would."""
+    import os
+    import shutil
+
+    return os.environ.get("VLMTUNE_CHROMIUM") or next(
+        (found for name in ("chromium", "chromium-browser", "google-chrome") if (found := shutil.which(name))), None)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium driven by playwright (the system's browser: playwright's own download needs a network),
+    or a skip saying what is missing."""
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no chromium on PATH: `apt-get install chromium` (as .ci/run does) for the page tests")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed: `pip install -r requirements.txt`")
+    with sync_playwright() as driver:
+        instance = driver.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser page, closed after the test."""
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
