@@ -12,8 +12,8 @@ models' tokenizers in any text (<|im_end|>, <image>, ...: vlmtune/text.py). Each
 conversation, the image first in the user's turn (vlmtune/formats.py shows each task's), in <data_dir>/train.json or
 <data_dir>/val.json, all records of one image on the same side. --prompt is the caption task's instruction; the other
 tasks ask a question of their own. Every rejected row is listed with its reason in <data_dir>/rejected.csv, and the
-first few on screen: none is dropped silently. --class_aliases (classification) goes into every record, for test.py
-to read answers by.
+first few on screen: none is dropped silently; a progress bar on stderr counts the rows checked. --class_aliases
+(classification) goes into every record, for test.py to read answers by.
 
 The split is the one data.csv's `split` column gives (formats.split_rows), where it gives two or three: train to
 train.json, val to val.json (what test.py scores), test to test.json (with no val split, test is the validation);
@@ -24,6 +24,8 @@ split, or none, --val_size images are held out at random, seeded by --split_seed
 import json
 import os
 import sys
+
+from tqdm import tqdm
 
 from config import DataConfig, parse
 from vlmtune.formats import (NotUtf8Error, answer_count_notes, check_row, read_csv, rows_to_conversations, split_rows,
@@ -62,7 +64,9 @@ def main(argv=None):
         sys.exit(f"{error}: give the --task that data2csv.py wrote it for")
     good, rejected = [], []
     first_row_of = {}  # id -> number of the data row that first used it (1 = the row after the header)
-    for number, row in enumerate(rows, start=1):
+    # Each row's image is opened and decoded (full COCO train: over an hour), so the rows checked show as a bar.
+    checking = tqdm(rows, desc=f"csv2json {data.task}: checking rows", unit="row")
+    for number, row in enumerate(checking, start=1):
         reason = check_row(row, data_dir, data.task)
         if row["id"] in first_row_of:
             reason = f"duplicate id (first used on data row {first_row_of[row['id']]})"

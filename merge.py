@@ -5,6 +5,8 @@
 
 The folder holds safetensors weights, config, generation config, processor, tokenizer and chat template: plain
 `AutoModelForImageTextToText.from_pretrained` and `AutoProcessor.from_pretrained` load it, and vLLM serves it.
+Each step (loading the base and the adapter, checking the rounding, merging, saving) says what it does, and then how
+long it took.
 """
 
 import argparse

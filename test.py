@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 import config
-from vlmtune import text
+from vlmtune import progress, text
 from vlmtune.collator import UnreadableImage
 from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.generation import generate
@@ -96,7 +96,8 @@ def main(argv=None):
 
     # ---- Score and show
     rows = read_jsonl(run_dir / "predictions.jsonl")
-    metrics = {"task": task.name, "n": len(rows)} | task.score(rows, run_dir)
+    with progress.stage(f"scoring {len(rows)} answers of each model ({task.name})"):  # 5,000 captions: ~30 s
+        metrics = {"task": task.name, "n": len(rows)} | task.score(rows, run_dir)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     print(json.dumps(metrics, indent=2))
     for row in rows[:5] + extra_rows:

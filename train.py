@@ -92,8 +92,10 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
     if found := text.in_examples(processor.tokenizer, written):
         raise SystemExit(text.refusal(train_json, found))
     examples = [{"id": c["id"], "messages": task.adapt(w["messages"], c, info)} for c, w in zip(conversations, written)]
+    quiet = args.disable_tqdm or args.process_index > 0  # one bar for the run, not one per process
     try:
-        examples, dropped = drop_overlong(examples, processor, tune_cfg.max_length)
+        examples, dropped = drop_overlong(examples, processor, tune_cfg.max_length,
+                                          progress=None if quiet else "train.py: counting tokens")
     except UnreadableImage as error:
         raise SystemExit(f"train.py: {error}") from None
     print(f"train examples: {len(examples)} kept, {len(dropped)} dropped as longer than --max_length "

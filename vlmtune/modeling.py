@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor
 
-from . import images, parts
+from . import images, parts, progress
 
 SUPPORTED = "Qwen2-VL, Qwen2.5-VL, Qwen3-VL or LLaVA-1.5"  # the families this project is tested on
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # a whole checkpoint; sharded ones have an index beside
@@ -296,38 +296,46 @@ def check_adapter_keys(model, run_dir) -> None:
 
 
 def merge_adapter(run_dir: str, model_dir: str, out_dir: str, device: str, dtype: torch.dtype,
-                  trust_remote_code: bool = False, saved_dtype: torch.dtype | None = None) -> list[str]:
+                  trust_remote_code: bool = False, saved_dtype: torch.dtype | None = None,
+                  stage=progress.stage) -> list[str]:
     """Merge the run's adapter into its base model and save a complete model folder (safetensors weights, config,
     generation config, processor, tokenizer, chat template) that plain transformers loads. Returns warnings.
 
     The merge runs on `device`, in `dtype` or in the base's own dtype where that is more precise (an fp32 base stays
     fp32 on a bf16 GPU, an fp16 one is merged in fp32); the weights are saved in the base's own dtype, so the folder
     weighs what the base does and loads the way it does, or in `saved_dtype`. Warns when rounding to the saved dtype
-    loses more than a tenth of the adapter's changes (lost_in_rounding)."""
+    loses more than a tenth of the adapter's changes (lost_in_rounding). Each step is announced and timed by
+    `stage` (vlmtune.progress.stage; contextlib.nullcontext says nothing)."""
     from peft import PeftModel
 
     # "auto": the checkpoint's own dtype, from its config or else from its weights (Qwen3-VL's config names it in
     # text_config only).
     check_model_dir(model_dir, trust_remote_code)
-    base = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto", trust_remote_code=trust_remote_code)
-    saved_dtype = saved_dtype or base.dtype
-    base.to(device, torch.promote_types(torch.promote_types(dtype, base.dtype), saved_dtype))
-    model = PeftModel.from_pretrained(base, run_dir)
+    with stage(f"loading the base model from {model_dir}"):
+        base = AutoModelForImageTextToText.from_pretrained(model_dir, dtype="auto",
+                                                           trust_remote_code=trust_remote_code)
+        saved_dtype = saved_dtype or base.dtype
+        base.to(device, torch.promote_types(torch.promote_types(dtype, base.dtype), saved_dtype))
+    with stage(f"loading the adapter from {run_dir}"):
+        model = PeftModel.from_pretrained(base, run_dir)
     check_adapter_keys(model, run_dir)
     warnings = []
     vision = parts.parameter_parts(model)["vision"]
     if any("lora_" in name for name in vision):
         warnings.append("this adapter has LoRA on the vision encoder: serve the merged model, since vLLM applies "
                         "LoRA to the language model only and would ignore that part of an unmerged adapter")
-    lost, changed = lost_in_rounding(model, saved_dtype)
+    with stage(f"counting the weight changes that rounding to {str(saved_dtype).removeprefix('torch.')} keeps"):
+        lost, changed = lost_in_rounding(model, saved_dtype)
     if lost > 0.1 * changed:
         warnings.append(f"{lost / changed:.0%} of the weight changes the adapter makes ({lost:,} of {changed:,}) are "
                         f"smaller than {str(saved_dtype).removeprefix('torch.')}'s resolution and are lost in the "
                         f"merged folder: the merged model answers closer to the base than base + adapter does. "
                         f"--merged_dtype float32 keeps them (twice the size on disk), or serve the adapter unmerged.")
-    merged = model.merge_and_unload().to(saved_dtype)
-    processor = AutoProcessor.from_pretrained(run_dir, trust_remote_code=trust_remote_code)
-    save_pretrained_atomically(merged, processor, out_dir)
+    with stage("merging the adapter into the base weights"):
+        merged = model.merge_and_unload().to(saved_dtype)
+    with stage(f"saving the merged model to {out_dir}"):
+        processor = AutoProcessor.from_pretrained(run_dir, trust_remote_code=trust_remote_code)
+        save_pretrained_atomically(merged, processor, out_dir)
     return warnings
 
 
