@@ -6,9 +6,10 @@
 Everything about the run (task, base model, data, image limits) is read from <run_dir>/run_config.json. Runs on the
 GPU in bf16 where there is one (fp32 on a GPU without bf16 and on the CPU). Asks each distinct question once (COCO's
 five captions of an image: one answer, scored against all five), writes <run_dir>/predictions.jsonl first, then
-scores that file into <run_dir>/metrics.json with the task's own metrics and pictures, logs them to SwanLab with the
-images, and answers every image in test-img/ too: a file there that cannot be used (empty, cut short, no image,
-too large or too thin) is skipped, named with its reason, and the rest are answered.
+scores that file into <run_dir>/metrics.json with the task's own metrics and pictures, writes <run_dir>/report.html
+(curves, metrics, pictures and answers on one page that opens offline), logs them to SwanLab with the images, and
+answers every image in test-img/ too: a file there that cannot be used (empty, cut short, no image, too large or too
+thin) is skipped, named with its reason, and the rest are answered.
 """
 
 import json
@@ -21,6 +22,7 @@ from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.generation import generate
 from vlmtune.images import usable
 from vlmtune.modeling import check_model_dir, inference_placement, load_model, load_processor, load_trained, model_info
+from vlmtune.report import write_report
 from vlmtune.reporting import log_to_swanlab, question_rows, read_jsonl, write_jsonl
 from vlmtune.tasks import TASKS
 
@@ -103,6 +105,7 @@ def main(argv=None):
     for row in rows[:5] + extra_rows:
         print(f"{row['id']}\n  base:       {row['base']}\n  fine-tuned: {row['prediction']}"
               + (f"\n  reference:  {row['reference']}" if "reference" in row else ""))
+    print(f"report (open it in a browser): {write_report(run_dir, run, metrics, rows, questions)}")
     if run.get("swanlab", True):
         log_to_swanlab(run, metrics, rows)
     return metrics

@@ -5,8 +5,8 @@
     sh train.sh --deepspeed scripts/zero2.json           # any Trainer flag works as it is
     sh train.sh --vision lora --projector full --projector_lr 2e-5   # each part: frozen, lora or full
 
-Reads <data_dir>/train.json (csv2json.py) and the base model in <model_dir> (load_model.py); writes the adapter and
-run_config.json (everything test.py needs) to --output_dir.
+Reads <data_dir>/train.json (csv2json.py) and the base model in <model_dir> (load_model.py); writes the adapter,
+run_config.json (everything test.py needs), trainer_state.json (the log) and loss.png (its curves) to --output_dir.
 """
 
 import json
@@ -18,7 +18,7 @@ from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 import config
-from vlmtune import checkpoints, evaluation, parts, runlock, saving, stopping, text
+from vlmtune import checkpoints, evaluation, parts, report, runlock, saving, stopping, text
 from vlmtune.collator import TrainCollator, UnreadableImage, drop_overlong, images_of
 from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.images import resolution_warnings, stored_size
@@ -169,6 +169,8 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
         trainer.save_model(folder)  # with the TrainingArguments as JSON, not pickled (vlmtune.checkpoints)
         if trainer.is_world_process_zero():
             processor.save_pretrained(folder)
+            trainer.save_state()  # trainer_state.json (JSON): the log history, for test.py's report.html
+            report.plot_loss(trainer.state.log_history, Path(folder, "loss.png"))
 
     # run_config.json, which test.py and merge.py take for a finished run, is written last; a failed save (a full
     # disk) removes what it wrote and says so (vlmtune/saving.py).
@@ -177,6 +179,7 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
     saved = "adapter" if hasattr(model, "peft_config") else "model"
     if trainer.is_world_process_zero():
         print(f"{saved} and run_config.json saved to {args.output_dir}")
+        print(f"training curves: {Path(args.output_dir, 'loss.png')}")
 
 
 

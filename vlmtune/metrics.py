@@ -3,7 +3,7 @@
 - text: `normalize_text`, `exact_match`, `exact_match_any`
 - captions: `tokenize_caption`, `caption_scores` (BLEU-1..4 and CIDEr from pycocoevalcap, without Java)
 - VQA: `normalize_vqa_answer`, `vqa_accuracy`, `vqa_score` (the official VQA v2 / OK-VQA accuracy), `vqa_soft_accuracy`
-- classification: `parse_class`, `classification_report`, `save_confusion_matrix`
+- classification: `parse_class`, `classification_report`, `save_confusion_matrix` (`confusion_figure`)
 - grounding: `box_iou`, `grounding_scores`
 
 Every function that takes two parallel lists raises ValueError when they are empty or differ in length.
@@ -291,24 +291,44 @@ def classification_report(predictions: list[str | None], references: list[str], 
     }
 
 
-def save_confusion_matrix(confusion: list[list[int]], classes: list[str], path: str | Path) -> Path:
-    """Draws `classification_report`'s confusion counts (true rows, predicted columns plus "unparsed") to a PNG."""
+def save_confusion_matrix(confusion: list[list[int]], classes: list[str], path: str | Path,
+                          title: str | None = None) -> Path:
+    """Draws `classification_report`'s confusion counts (true rows, predicted columns plus "unparsed") to a PNG,
+    titled `title` ("base model", "fine-tuned"): a run's two matrices look alike, and the title tells them apart."""
+    path = Path(path)
+    confusion_figure(confusion, classes, title).savefig(path)
+    return path
+
+
+def confusion_figure(confusion: list[list[int]], classes: list[str], title: str | None = None) -> Figure:
+    """save_confusion_matrix's figure, readable at any class count: the cells (and the figure) shrink with many
+    classes down to a size where the labels, rotated upright past 12 columns, still do not overlap."""
     # A bare Figure renders with Agg and touches no pyplot state, so this is safe on a headless machine and in tests.
-    figure = Figure(figsize=(1.5 + 0.8 * (len(classes) + 1), 1.2 + 0.8 * len(classes)), layout="constrained")
+    columns = len(classes) + 1
+    cell = min(0.8, max(0.28, 9 / columns))  # inches: 0.8 up to 11 columns, then smaller, never under 0.28
+    label_size = min(10.0, cell * 72 * 0.5)  # points: half a cell leaves room between neighbouring labels
+    longest = max(len(name) for name in [*classes, "unparsed"])
+    margin = min(4.0, 0.4 + 0.09 * longest * label_size / 10)  # inches for the tick labels, grown with the names
+    figure = Figure(figsize=(margin + 1.2 + cell * columns, margin + 0.9 + cell * len(classes)), layout="constrained")
     axes = figure.add_subplot()
-    axes.imshow(confusion, cmap="Blues")
+    axes.imshow(confusion, cmap="Blues", aspect="equal")
     largest = max(max(row) for row in confusion)
+    count_size = min(10.0, cell * 72 * 0.4)
     for i, row in enumerate(confusion):
         for j, count in enumerate(row):
-            # White on the dark cells, black on the light ones.
-            axes.text(j, i, str(count), ha="center", va="center", color="white" if count > largest / 2 else "black")
-    axes.set_xticks(range(len(classes) + 1), [*classes, "unparsed"], rotation=45, ha="right")
-    axes.set_yticks(range(len(classes)), classes)
+            if count or columns <= 21:  # with many classes the zeros are left blank, so the counts stand out
+                # White on the dark cells, black on the light ones.
+                axes.text(j, i, str(count), ha="center", va="center", fontsize=count_size,
+                          color="white" if count > largest / 2 else "black")
+    upright = columns > 12
+    axes.set_xticks(range(columns), [*classes, "unparsed"], rotation=90 if upright else 45,
+                    ha="center" if upright else "right", fontsize=label_size)
+    axes.set_yticks(range(len(classes)), classes, fontsize=label_size)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    path = Path(path)
-    figure.savefig(path)
-    return path
+    if title:
+        axes.set_title(title, fontsize=12, fontweight="bold")
+    return figure
 
 
 # ----------------------------------------------------------------------------------------------------- grounding

@@ -38,6 +38,9 @@ def _unchanged(messages, record, model):
     return messages
 
 
+TITLES = {"base": "base model", "fine_tuned": "fine-tuned"}  # the pictures' titles, by metrics.json key
+
+
 def _for_both(rows: list[dict], score_one: Callable[[list[str]], dict]) -> dict:
     return {"base": score_one([row["base"] for row in rows]),
             "fine_tuned": score_one([row["prediction"] for row in rows])}
@@ -75,7 +78,8 @@ def score_classification(rows, out_dir):
         parsed = [metrics.parse_class(row[key], classes, row["aliases"]) for row in rows]
         report = metrics.classification_report(parsed, labels, classes)
         report["confusion_png"] = str(metrics.save_confusion_matrix(report["confusion"], classes,
-                                                                    Path(out_dir) / f"confusion_{who}.png"))
+                                                                    Path(out_dir) / f"confusion_{who}.png",
+                                                                    title=TITLES[who]))
         result[who] = report
     return result
 
@@ -112,8 +116,9 @@ def adapt_grounding(messages, record, model):
 
 def reference_grounding(record, model):
     convention, resized = model_box_frame(record, model)
-    return {"box": record["box"], "image_size": record["image_size"], "box_convention": convention,
-            "resized_size": None if resized is None else list(resized)}
+    # "expression": for the box gallery's titles (the answer text holds it in each model's own convention)
+    return {"box": record["box"], "image_size": record["image_size"], "expression": record["expression"],
+            "box_convention": convention, "resized_size": None if resized is None else list(resized)}
 
 
 def score_grounding(rows, out_dir):
@@ -127,27 +132,56 @@ def score_grounding(rows, out_dir):
     for who, key in (("base", "base"), ("fine_tuned", "prediction")):
         predicted = [parse(row, key) for row in rows]
         result[who] = metrics.grounding_scores(predicted, true)
-        result[who]["gallery_png"] = str(draw_gallery(rows, predicted, Path(out_dir) / f"boxes_{who}.png"))
+        result[who]["gallery_png"] = str(draw_gallery(rows, predicted, Path(out_dir) / f"boxes_{who}.png",
+                                                      title=TITLES[who]))
     return result
 
 
-def draw_gallery(rows, predicted, path, columns: int = 4, max_images: int = 16, thumb: int = 224):
-    """Up to 16 images side by side, the true box in green and the predicted one in red."""
-    from PIL import Image, ImageDraw
+# Green: the reference box; red and dashed: the model's, so that a box on the reference leaves both in sight.
+REFERENCE_STYLE = {"edgecolor": "#00a000", "linewidth": 3}
+PREDICTION_STYLE = {"edgecolor": "#dc0000", "linewidth": 2, "linestyle": "--"}
+
+
+def draw_gallery(rows, predicted, path, columns: int = 4, max_images: int = 16, thumb: int = 224, title: str = ""):
+    """Up to 16 images side by side, the reference box in green and the predicted one in dashed red (a legend says so),
+    each under its referring expression and the IoU of the two boxes (or "no box read" where the answer held
+    none)."""
+    gallery_figure(rows, predicted, columns, max_images, thumb, title).savefig(path)
+    return path
+
+
+def gallery_figure(rows, predicted, columns: int = 4, max_images: int = 16, thumb: int = 224, title: str = ""):
+    """draw_gallery's figure (matplotlib: its legend, wrapped titles and fonts, rather than drawing text by hand)."""
+    import textwrap
+
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch, Rectangle
 
     shown = list(zip(rows, predicted))[:max_images]
-    sheet = Image.new("RGB", (columns * thumb, -(-len(shown) // columns) * thumb), "white")
+    columns = max(1, min(columns, len(shown)))
+    lines = max(1, -(-len(shown) // columns))
+    side = thumb / 100  # inches at the default 100 dpi
+    figure = Figure(figsize=(columns * side, lines * (side + 0.55) + 0.6), layout="constrained")
     for i, (row, box) in enumerate(shown):
+        axes = figure.add_subplot(lines, columns, i + 1)
         image = images.open_rgb(row["image"])  # upright, as the boxes are given
-        scale = thumb / max(image.size)
-        image = image.resize((round(image.width * scale), round(image.height * scale)))
-        draw = ImageDraw.Draw(image)
-        draw.rectangle([v * scale for v in row["box"]], outline=(0, 170, 0), width=2)
-        if box is not None:
-            draw.rectangle([v * scale for v in box], outline=(220, 0, 0), width=2)
-        sheet.paste(image, ((i % columns) * thumb, (i // columns) * thumb))
-    sheet.save(path)
-    return path
+        scale = min(1.0, 2 * thumb / max(image.size))  # twice the shown size is sharp enough, and far less to draw
+        if scale < 1:
+            image = image.resize((round(image.width * scale), round(image.height * scale)))
+        axes.imshow(image)
+        for corners, style in ((row["box"], REFERENCE_STYLE), (box, PREDICTION_STYLE)):
+            if corners is not None:
+                x1, y1, x2, y2 = (v * scale for v in corners)
+                axes.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, **style))
+        expression = textwrap.fill(" ".join(str(row.get("expression", "")).split()), width=int(thumb / 6.5),
+                                   max_lines=2, placeholder="...")
+        iou = "no box read" if box is None else f"IoU {metrics.box_iou(box, row['box']):.2f}"
+        axes.set_title(f"{expression}\n{iou}" if expression else iou, fontsize=9)
+        axes.set_axis_off()
+    legend = [Patch(fill=False, label="reference", **REFERENCE_STYLE),
+              Patch(fill=False, label="prediction", **PREDICTION_STYLE)]
+    figure.legend(handles=legend, loc="outside upper center", ncols=2, frameon=False, title=title or None)
+    return figure
 
 
 # ----------------------------------------------------------------------------------------------------------- vqa
