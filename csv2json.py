@@ -65,9 +65,10 @@ def main(argv=None):
     good, rejected = [], []
     first_row_of = {}  # id -> number of the data row that first used it (1 = the row after the header)
     # Each row's image is opened and decoded (full COCO train: over an hour), so the rows checked show as a bar.
+    images_checked = {}  # each image decoded once, however many rows use it
     checking = tqdm(rows, desc=f"csv2json {data.task}: checking rows", unit="row")
     for number, row in enumerate(checking, start=1):
-        reason = check_row(row, data_dir, data.task)
+        reason = check_row(row, data_dir, data.task, images_checked)
         if row["id"] in first_row_of:
             reason = f"duplicate id (first used on data row {first_row_of[row['id']]})"
         elif row["id"]:

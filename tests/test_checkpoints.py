@@ -85,3 +85,13 @@ def test_a_checkpoint_of_a_plain_trainer_still_resumes(tmp_path):
 def test_a_value_that_would_need_pickling_is_refused(tmp_path):
     with pytest.raises(TypeError, match="cannot save a object"):
         checkpoints.save_state({"x": object()}, tmp_path, "s")
+
+
+def test_resuming_from_a_finished_runs_folder_is_refused_naming_it(tmp_path):
+    """A run folder holds trainer_state.json (for its report) but no optimizer state: not a checkpoint."""
+    whole = _trainer(tmp_path / "whole")
+    whole.train()
+    whole.save_state()  # as train.py does at the end, beside the adapter
+    with pytest.raises(ValueError, match=f"{tmp_path / 'whole'} holds no optimizer state"):
+        checkpoints.resume_folder(str(tmp_path / "whole"), str(tmp_path / "whole"))
+    assert checkpoints.resume_folder("last", str(tmp_path / "whole")) == str(tmp_path / "whole" / "checkpoint-6")

@@ -381,3 +381,19 @@ def test_an_image_in_two_splits_and_a_split_of_another_name_are_rejected(tmp_pat
     out = capsys.readouterr().out
     assert "rows read: 5, rows rejected: 2" in out
     assert "split: as published (train 2, val 1)\n  1 rows name no split: they count as train\n" in out
+
+
+def test_an_image_of_five_rows_is_decoded_once(tmp_path, monkeypatch):
+    """COCO's five captions of an image are five rows: the image is checked once, not five times."""
+    from vlmtune import images
+
+    checked = []
+    real_problem = images.problem
+    monkeypatch.setattr(images, "problem", lambda path: checked.append(os.path.basename(path)) or real_problem(path))
+    rows = [(f"a-{i}", "images/a.png", f"Caption {i}.") for i in range(5)] + [("b-0", "images/b.png", "B."),
+                                                                            ("c-0", "images/c.png", "C.")]
+    make_dataset(tmp_path, rows)
+    csv2json.main(["--data_dir", str(tmp_path), "--val_size", "1"])
+    assert sorted(checked) == ["a.png", "b.png", "c.png"]
+    records = read_json(tmp_path / "train.json") + read_json(tmp_path / "val.json")
+    assert sorted(r["id"] for r in records) == sorted(r[0] for r in rows)

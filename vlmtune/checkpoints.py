@@ -37,6 +37,12 @@ def resume_folder(given: str | None, output_dir: str) -> str | None:
     if not os.path.isfile(os.path.join(folder, "trainer_state.json")):
         raise ValueError(f"--resume_from_checkpoint {given}: {folder} is no checkpoint (no trainer_state.json); give "
                          "a checkpoint-N folder, or `last`")
+    # A finished run's folder holds trainer_state.json too; a checkpoint also holds the optimizer's state (ours, the
+    # Trainer's optimizer.pt, or DeepSpeed's global_stepN folder).
+    if not has_state(folder, OPTIMIZER) and not any(
+            name == "optimizer.pt" or name.startswith("global_step") for name in os.listdir(folder)):
+        raise ValueError(f"--resume_from_checkpoint {given}: {folder} holds no optimizer state, so it is no "
+                         "checkpoint to resume from (a finished run's folder?); give a checkpoint-N folder, or `last`")
     return folder
 
 

@@ -258,9 +258,10 @@ def rows_to_conversations(rows, task, prompt, aliases=None) -> list[dict]:
     return records
 
 
-def check_row(row, csv_dir, task) -> str | None:
+def check_row(row, csv_dir, task, images_checked: dict | None = None) -> str | None:
     """Why a CSV row of `task` cannot become a training sample, or None when it can. Finding duplicate ids is the
-    caller's job."""
+    caller's job. `images_checked` (path -> (problem, upright size)), kept by the caller across rows, decodes an image
+    once however many rows use it: COCO's five captions of an image are five rows."""
     reason = text.row_reason(row)  # a control token in the text: the model would read it as that token
     if reason is not None:
         return reason
@@ -276,10 +277,16 @@ def check_row(row, csv_dir, task) -> str | None:
     path = os.path.join(csv_dir, row["image_path"])
     if not os.path.isfile(path):
         return f"image not found: {path}"
-    reason = images.problem(path)  # the file as every later step reads it: one check for csv2json and test.py
+    if images_checked is None:
+        images_checked = {}
+    if path not in images_checked:
+        # the file as every later step reads it: one check for csv2json and test.py; the size as a viewer shows it,
+        # turned by its EXIF orientation
+        problem = images.problem(path)
+        images_checked[path] = (problem, None if problem else images.stored_size(path))
+    reason, size = images_checked[path]
     if reason is not None:
         return reason
-    size = images.stored_size(path)  # as a viewer shows it: turned by its EXIF orientation
     if task == "grounding" and size != (int(row["width"]), int(row["height"])):
         # The box is in pixels of an image of the row's size: on an image of another size it would point elsewhere.
         turned = "" if size[::-1] != (int(row["width"]), int(row["height"])) else (
