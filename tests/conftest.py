@@ -18,6 +18,18 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (`-n auto`, the README's test command), the workers share the cores: each gets its share of
+    torch threads, since tiny models' small matrices gain less from threads than from running two tests at once."""
+    import os
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
+
+
 @pytest.fixture
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
@@ -29,9 +41,24 @@ def fixtures_dir() -> Path:
 def tiny_model_dir() -> Path:
     """The pretrained tiny Qwen2-VL that `python load_model.py` caches in models/tiny-qwen2-vl, built there when
     missing (a few minutes on 2 cores), so the README's job and the tests share one build."""
+    import fcntl
+    import os
+
+    import torch
+
     import load_model
 
-    return Path(load_model.main(["--model_dir", str(ROOT / "models" / "tiny-qwen2-vl")]))
+    folder = ROOT / "models" / "tiny-qwen2-vl"
+    folder.parent.mkdir(exist_ok=True)
+    # Under pytest-xdist every worker asks for it: one builds, the others wait for that build and then find it.
+    with open(folder.parent / ".tiny-qwen2-vl.build-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(len(os.sched_getaffinity(0)))  # the build has every core: the others wait for it
+        try:
+            return Path(load_model.main(["--model_dir", str(folder)]))
+        finally:
+            torch.set_num_threads(threads)
 
 
 def chromium_path() -> str | None:
