@@ -6,6 +6,7 @@ of 127.0.0.1 and is closed in the fixture's teardown. The tests that need gradio
 where it is not installed (CI installs requirements-demo.txt).
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -44,7 +45,8 @@ def _free_port() -> int:
 def grounding_run(tiny_model_dir, tmp_path_factory):
     """A tiny grounding run that test.py has answered: its folder, val.json's records, the rows of predictions.jsonl
     and test-img-predictions.jsonl, and the PNG test-img/ held."""
-    pytest.importorskip("gradio", reason=NO_GRADIO)  # not worth training for without the demo
+    if importlib.util.find_spec("gradio") is None:  # not worth training for without the demo
+        pytest.skip(NO_GRADIO)  # (found, not imported: app_url sets gradio's folder before gradio is imported)
     work = tmp_path_factory.mktemp("demo")
     data = work / "data"
     data2csv.main(["--task", "grounding", "--data_dir", str(data), "--num_samples", "16", "--synthetic_image_size",
@@ -81,10 +83,10 @@ def app_url(grounding_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(app_url):
+def client(app_url, tmp_path_factory):
     from gradio_client import Client
 
-    return Client(app_url, verbose=False)
+    return Client(app_url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
 
 
 def _box_read(row: dict, answer: str):
