@@ -283,6 +283,17 @@ class EvalConfig:
     answers with the same --eval_samples."""
 
 
+@dataclass
+class DemoConfig:
+    run_dir: str = EvalConfig.run_dir
+    """demo.py: the training run to try (its saved config names the model, data and image limits), as test.py's."""
+    port: int = 7860
+    """demo.py: the port of the app on 127.0.0.1 (this machine only; it never makes a public share link)."""
+    max_new_tokens: int = EvalConfig.max_new_tokens
+    """demo.py: longest generated answer, test.py's by default (give the --max_new_tokens test.py had to see its
+    answers)."""
+
+
 def parse(argv, *groups, defaults: dict | None = None):
     """Parse argv into the dataclass `groups`: `defaults`, then a YAML file named by --config, then flags, each
     replacing the one before.
@@ -382,8 +393,8 @@ def read_config_file(argv: list, parser) -> dict:
     if not os.path.isfile(argv[at + 1]):
         parser.error(f"--config {argv[at + 1]}: no such file")
     values = read_yaml(argv[at + 1], parser)
-    everywhere = {f.name for group in (DataConfig, ModelConfig, TuneConfig, EvalConfig, TrainingArguments)
-                  for f in fields(group)}
+    groups = (DataConfig, ModelConfig, TuneConfig, EvalConfig, DemoConfig, TrainingArguments)
+    everywhere = {f.name for group in groups for f in fields(group)}
     unknown = sorted(set(values) - everywhere)
     if unknown:
         parser.error(f"{argv[at + 1]}: unknown keys {unknown}; see `--help` for the valid ones")

@@ -18,13 +18,13 @@ from pathlib import Path
 import config
 from vlmtune import progress, text
 from vlmtune.collator import UnreadableImage
+from vlmtune.evaluation import question_about
 from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.generation import generate
 from vlmtune.images import usable
-from vlmtune.modeling import check_model_dir, inference_placement, load_model, load_processor, load_trained, model_info
 from vlmtune.report import write_report
 from vlmtune.reporting import log_to_swanlab, question_rows, read_jsonl, write_jsonl
-from vlmtune.tasks import TASKS
+from vlmtune.runs import load_run
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -33,24 +33,10 @@ def main(argv=None):
     # ---- Config
     eval_cfg, = config.parse(argv, config.EvalConfig)
     run_dir = Path(eval_cfg.run_dir)
-    if not (run_dir / "run_config.json").is_file():
-        raise SystemExit(f"No run_config.json in {run_dir}: train first (`sh train.sh`) or pass --run_dir.")
-    try:
-        run = json.loads((run_dir / "run_config.json").read_text(encoding="utf-8"))
-        task, model_cfg, trust = TASKS[run["data"]["task"]], run["model"], run["model"]["trust_remote_code"]
-    except (ValueError, KeyError, TypeError) as error:  # not JSON, or not train.py's
-        raise SystemExit(f"test.py: {run_dir / 'run_config.json'} is not a run_config.json of train.py ({error!r}): "
-                         "train again (`sh train.sh`) or pass another --run_dir.") from None
-    check_model_dir(model_cfg["model_dir"], trust)  # the base model: still there, whole, a vision-language model
 
-    # ---- Model
-    processor = load_processor(model_cfg["model_dir"], model_cfg["image_min_pixels"], model_cfg["image_max_pixels"],
-                               trust)
-    device, dtype = inference_placement()
-    print(f"answering on {device} in {str(dtype).removeprefix('torch.')}")
-    model, has_adapter = load_trained(str(run_dir), model_cfg["model_dir"], trust, dtype)
-    model.to(device)
-    info = model_info(model, processor)
+    # ---- Model: as demo.py loads it (vlmtune.runs)
+    loaded = load_run(run_dir, "test.py")
+    run, task, processor, model, info = loaded.run, loaded.task, loaded.processor, loaded.model, loaded.info
 
     # ---- Data
     val_json = Path(run["data"]["data_dir"]) / "val.json"
@@ -69,23 +55,21 @@ def main(argv=None):
     rows, questions = question_rows(records, conversations, [task.reference(r, info) for r in records])
     if eval_cfg.eval_samples:  # the questions training's evaluation answered with the same --eval_samples
         rows, questions = rows[:eval_cfg.eval_samples], questions[:eval_cfg.eval_samples]
-    first_question = questions[0][0]["content"]
     extra_images, unusable = usable(sorted(p for p in Path(eval_cfg.test_img_dir).glob("*")
                                            if p.suffix.lower() in IMAGE_SUFFIXES))
     for _, reason in unusable:  # one bad file there costs its own answer only
         print(f"{eval_cfg.test_img_dir}: skipped, {reason}")
-    extra_questions = [[{"role": "user", "content": [{"type": "image", "image": str(p.resolve())}] + [
-        part for part in first_question if part["type"] == "text"]}] for p in extra_images]
+    extra_questions = [question_about(str(p.resolve()), questions[0]) for p in extra_images]  # the task's question
 
     # ---- Generate
     ids = [row["id"] for row in rows] + [p.name for p in extra_images]  # to name an image that no longer opens
     settings = dict(batch_size=eval_cfg.eval_batch_size, max_new_tokens=eval_cfg.max_new_tokens, ids=ids)
     try:
-        if has_adapter:
+        if loaded.has_adapter:
             with model.disable_adapter():
                 base = generate(model, processor, questions + extra_questions, desc="base", **settings)
         else:  # a fully fine-tuned run: the base model is a model of its own
-            base = generate(load_model(model_cfg["model_dir"], dtype, trust).to(device), processor,
+            base = generate(loaded.load_base(), processor,
                             questions + extra_questions, desc="base", **settings)
         tuned = generate(model, processor, questions + extra_questions, desc="fine-tuned", **settings)
     except UnreadableImage as error:

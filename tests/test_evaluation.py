@@ -60,3 +60,19 @@ def test_each_image_is_answered_once_and_scored_against_all_its_captions(caption
     assert [row["image"] for row in rows] == [str(caption_run.parent / "data" / "images" / f"{c}.png") for c in COLOURS]
     bars = capsys.readouterr().err
     assert "base: 100%" in bars and "fine-tuned: 100%" in bars and "3/3" in bars
+
+
+def test_the_question_about_another_image_keeps_the_system_turn_and_the_last_question():
+    """test.py's test-img/ question (and the demo's): a validation question with a system prompt and an earlier turn,
+    asked of a new image: the system turn, then the new image and the last question's text."""
+    from vlmtune.evaluation import question_about
+
+    question = [{"role": "system", "content": [{"type": "text", "text": "Answer briefly."}]},
+                {"role": "user", "content": [{"type": "image", "image": "/val/a.png"},
+                                             {"type": "text", "text": "What is it?"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "A ball."}]},
+                {"role": "user", "content": [{"type": "text", "text": "What colour is it?"}]}]
+    assert question_about("/mine/b.png", question) == [
+        {"role": "system", "content": [{"type": "text", "text": "Answer briefly."}]},
+        {"role": "user", "content": [{"type": "image", "image": "/mine/b.png"},
+                                     {"type": "text", "text": "What colour is it?"}]}]

@@ -26,6 +26,15 @@ def validation_questions(records: list[dict], base_dir, task, model_info: dict, 
     return rows, questions
 
 
+def question_about(image: str, question: list[dict]) -> list[dict]:
+    """A validation question asked of another image (test.py's test-img/, the demo's upload): its system turn kept,
+    and its last user turn's text, about `image` alone. The earlier turns of a multi-turn conversation are left out:
+    they are about the validation image."""
+    system = [message for message in question if message["role"] == "system"]
+    text = [part for part in question[-1]["content"] if part["type"] == "text"]
+    return system + [{"role": "user", "content": [{"type": "image", "image": image}] + text}]
+
+
 def validation_set(val_json, task, processor, model_info: dict, limit: int, batch_size: int):
     """(eval_dataset, task_evaluation) for evaluations during training: every record of `val_json` as a training
     example, for the validation loss, and the first `limit` distinct questions (0: all) with what
