@@ -25,7 +25,7 @@ from vlmtune.images import resolution_warnings, stored_size
 from vlmtune.modeling import (check_model_dir, load_model, load_processor, model_info, prepare_for_training,
                               training_dtype)
 from vlmtune.tasks import TASKS
-from vlmtune.tracking import choose_swanlab_mode, tracking_callback
+from vlmtune.tracking import choose_swanlab_mode, mode_note, tracking_callback
 from vlmtune.trainer import PartsTrainer
 
 
@@ -126,9 +126,10 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
         # in swanlab 0.10 before a run exists), made so that a SwanLab that cannot start never stops the run.
         args.report_to = [name for name in args.report_to if name != "swanlab"]
         mode = choose_swanlab_mode()
-        callbacks.append(tracking_callback(os.environ.get("SWANLAB_PROJECT", "vlmtune"), Path(args.output_dir).name,
-                                           mode))
-        print(f"SwanLab mode: {mode}")
+        swanlab_callback = tracking_callback(os.environ.get("SWANLAB_PROJECT", "vlmtune"), Path(args.output_dir).name,
+                                             mode)
+        callbacks.append(swanlab_callback)
+        print(mode_note(mode))
     if tune_cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(tune_cfg.early_stopping_patience))
     evaluating = args.eval_strategy != "no"
@@ -162,7 +163,9 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
         "tune": vars(tune_cfg),
         "training": args.to_dict(),  # tokens are masked by TrainingArguments.to_dict
         "dropped_overlong": [{"id": i, "tokens": n} for i, n in dropped],
-        "swanlab": use_swanlab,  # test.py logs its metrics and pictures to SwanLab when training did
+        # the SwanLab run (tracking.run_record): test.py logs its metrics and pictures into the same experiment;
+        # None or False when training logged none (--report_to none, or SwanLab could not start), and test.py logs none
+        "swanlab": use_swanlab and swanlab_callback.run_record,
     }
 
     def write(folder):

@@ -136,6 +136,7 @@ def test_swanlab_goes_online_only_when_logged_in(monkeypatch, tmp_path, env, net
         (tmp_path / ".swanlab").mkdir()
         (tmp_path / ".swanlab" / ".netrc").write_text("machine api.swanlab.cn\n  login user\n  password k\n")
     monkeypatch.setattr(tracking.Path, "home", lambda: tmp_path)
+    monkeypatch.setattr(tracking, "local_dashboard_installed", lambda: False)  # with it: 'local' (test_tracking.py)
     assert tracking.choose_swanlab_mode() == expected
 
 
