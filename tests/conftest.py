@@ -27,7 +27,11 @@ def pytest_configure(config):
     if workers > 1:
         import torch
 
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        torch.set_num_threads(threads)
+        # and the scripts a test starts: a run resumed in the test's process after its start in a subprocess is only
+        # bit-identical with the same thread count (floating-point sums in another order differ in the last bit)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 @pytest.fixture
