@@ -16,14 +16,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
+TINY_MODEL = ROOT / "models" / "tiny-qwen2-vl"
+BUILD_LOCK = ROOT / "models" / ".tiny-qwen2-vl.build-lock"  # held by whoever builds the tiny model
+_builder = None
 
 
 def pytest_configure(config):
     """Under pytest-xdist (`-n auto`, the README's test command), the workers share the cores: each gets its share of
-    torch threads, since tiny models' small matrices gain less from threads than from running two tests at once."""
+    torch threads, since tiny models' small matrices gain less from threads than from running two tests at once.
+    And the tiny model, when not cached yet, is built from the start in a process of its own while the workers run
+    the tests that do not need it (they come first, pytest_collection_modifyitems): on a fresh clone that hides most
+    of its few minutes."""
     import os
 
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):  # xdist's controller
+        _start_building_the_tiny_model()
     if workers > 1:
         import torch
 
@@ -32,6 +40,38 @@ def pytest_configure(config):
         # and the scripts a test starts: a run resumed in the test's process after its start in a subprocess is only
         # bit-identical with the same thread count (floating-point sums in another order differ in the last bit)
         os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def _start_building_the_tiny_model():
+    global _builder
+    import fcntl
+    import os
+    import subprocess
+    import sys
+
+    if (TINY_MODEL / "config.json").is_file():
+        return
+    TINY_MODEL.parent.mkdir(exist_ok=True)
+    with open(BUILD_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # The builder inherits the locked descriptor, so the lock is held until it exits, and tiny_model_dir waits
+        # for it. Its console goes to a log beside the model; load_model.py saves atomically, so a build ended early
+        # leaves nothing that passes for the model.
+        with open(TINY_MODEL.parent / ".tiny-qwen2-vl.build.log", "w") as log:
+            _builder = subprocess.Popen([sys.executable, "load_model.py", "--model_dir", str(TINY_MODEL)], cwd=ROOT,
+                                        stdout=log, stderr=subprocess.STDOUT, pass_fds=(lock.fileno(),),
+                                        env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"})
+
+
+def pytest_unconfigure(config):
+    if _builder is not None and _builder.poll() is None:  # no test needed the model after all (a subset was run)
+        _builder.terminate()
+        _builder.wait()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests that need the pretrained tiny model last (a stable sort: the order within each group stays)."""
+    items.sort(key=lambda item: "tiny_model_dir" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture
@@ -52,10 +92,11 @@ def tiny_model_dir() -> Path:
 
     import load_model
 
-    folder = ROOT / "models" / "tiny-qwen2-vl"
+    folder = TINY_MODEL
     folder.parent.mkdir(exist_ok=True)
-    # Under pytest-xdist every worker asks for it: one builds, the others wait for that build and then find it.
-    with open(folder.parent / ".tiny-qwen2-vl.build-lock", "w") as lock:
+    # Under pytest-xdist every worker asks for it: they wait for the build (pytest_configure's, or the first
+    # worker's), then find it cached.
+    with open(BUILD_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         threads = torch.get_num_threads()
         torch.set_num_threads(len(os.sched_getaffinity(0)))  # the build has every core: the others wait for it

@@ -75,3 +75,7 @@ def test_offline_job_teaches_the_caption_format(trained_run, monkeypatch):
     assert {"id", "image", "reference", "base", "prediction"} <= set(rows[0])
     extra = [json.loads(line) for line in (run_dir / "test-img-predictions.jsonl").read_text().splitlines()]
     assert len(extra) == len([p for p in (ROOT / "test-img").iterdir() if p.suffix == ".png"])
+    # what a person opens afterwards: the run report and the loss curve (tests/test_report.py reads them in a browser)
+    assert (run_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert f"{metrics['fine_tuned']['exact_match']:.4f}" in page and rows[0]["prediction"] in page
