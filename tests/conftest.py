@@ -60,7 +60,8 @@ def _start_building_the_tiny_model():
         with open(TINY_MODEL.parent / ".tiny-qwen2-vl.build.log", "w") as log:
             _builder = subprocess.Popen([sys.executable, "load_model.py", "--model_dir", str(TINY_MODEL)], cwd=ROOT,
                                         stdout=log, stderr=subprocess.STDOUT, pass_fds=(lock.fileno(),),
-                                        env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"})
+                                        env=dict(os.environ, OMP_NUM_THREADS="1"))
+        # One thread: beside the workers' threads on the same cores, an OpenMP team of two waits on its slower half
 
 
 def pytest_unconfigure(config):
