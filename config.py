@@ -23,6 +23,8 @@ import torch
 import yaml
 from transformers import AutoConfig, AutoModelForImageTextToText, HfArgumentParser, TrainingArguments
 
+from vlmtune.batching import default_workers
+
 # The sources each task reads (data2csv.py): a source holds the labels of some tasks only.
 TASK_SOURCES = {
     "caption": ("synthetic", "modelscope", "huggingface", "coco"),
@@ -258,7 +260,7 @@ TRAINING_DEFAULTS = dict(
     gradient_checkpointing=False,
     remove_unused_columns=False,
     prediction_loss_only=True,  # an evaluation's loss without gathering logits; the task metric comes by generation
-    dataloader_num_workers=0,
+    dataloader_num_workers=default_workers(),  # image decoding and the processor beside the training process
     seed=42,
     # bf16 autocast wherever the GPU has it: frozen weights load in bf16, trained ones stay fp32 (modeling.py).
     bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
@@ -266,6 +268,21 @@ TRAINING_DEFAULTS = dict(
     # use_cpu off they would each train alone on the same batches).
     use_cpu=not torch.cuda.is_available(),
 )
+
+# The help of TrainingArguments flags whose default the project sets otherwise (transformers' own text would be
+# wrong for train.py); `document` puts it in --help.
+TRAINING_HELP = {
+    "train_sampling_strategy": (
+        "Sampler for training: random | sequential | group_by_length | batch_rebalance. Unless given, train.py takes "
+        "group_by_length wherever it saves padding, that is with 2 or more examples a batch whose token counts "
+        "differ (drop_overlong's count, no pixels read), and prints the padding left at the end; with batches of 1 "
+        "or equal lengths it keeps the Trainer's"),
+    "dataloader_num_workers": (
+        "Processes that open and resize the images and run the processor while the model trains (0: in the "
+        "training process). The default is the machine's: 2 a GPU process where it has 4 cores or more, 1 with 2 "
+        "or 3, and 0 on a machine without a GPU, where every core already computes the model and a worker competes "
+        "with it for them"),
+}
 
 
 @dataclass
@@ -377,6 +394,8 @@ def document(parser, groups) -> None:
     force, a preset's included). TrainingArguments' flags carry transformers' own help already."""
     docs = {name: doc for group in groups if group is not TrainingArguments
             for name, doc in attribute_docs(group).items()}
+    if TrainingArguments in groups:
+        docs |= TRAINING_HELP
     for action in parser._actions:  # argparse keeps no public list of its actions
         # the flag itself, not HfArgumentParser's --no_<flag> beside a boolean that defaults to true
         if action.dest in docs and f"--{action.dest}" in action.option_strings:

@@ -144,7 +144,6 @@ class TrainCollator:
         tokenizer = processor.tokenizer
         self.reply_header = reply_header_ids(processor)
         self.end_id = tokenizer.convert_tokens_to_ids(reply_end(processor)[0])
-        self.tokens = self.positions = 0  # real tokens, and positions computed (padding included), in this process
 
     def __call__(self, examples: list[dict]):
         texts = [training_text(self.processor, e["messages"]) for e in examples]
@@ -153,8 +152,6 @@ class TrainCollator:
                                padding_side="right", return_tensors="pt")
         labels = torch.tensor([label_mask(row, self.reply_header, self.end_id) for row in batch["input_ids"].tolist()])
         labels[batch["attention_mask"] == 0] = IGNORE_INDEX
-        self.tokens += int(batch["attention_mask"].sum())
-        self.positions += batch["attention_mask"].numel()
         if self.trim_logits:
             supervised = (labels != IGNORE_INDEX).any(dim=0).nonzero()
             # Position t's logits predict token t+1, so keep from one before the first supervised token.

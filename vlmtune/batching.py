@@ -1,0 +1,109 @@
+"""How training batches are drawn and loaded: length-grouped batches by default where they save padding, the
+collator in DataLoader workers, and what the padding cost, counted where the batches arrive.
+
+The Trainer and torch's DataLoader do the work; this module holds the few pieces they lack for lazy examples (a
+list of messages with their token count, no input_ids) and for a collator that runs in other processes.
+"""
+
+import os
+from collections.abc import Mapping
+
+import torch
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from .collator import UnreadableImage
+
+UNREADABLE = "unreadable_image"  # the key of a batch that carries, instead of tensors, why it could not be made
+
+
+def sampling_strategy(lengths: list[int], batch_size: int) -> str:
+    """--train_sampling_strategy when none is given: group_by_length where it saves padding, that is where a batch
+    holds several examples (--per_device_train_batch_size 2 or more) and they differ in length; random otherwise
+    (with batches of 1, or equal lengths, grouping saves nothing and only makes the order less random)."""
+    return "group_by_length" if batch_size > 1 and len(set(lengths)) > 1 else "random"
+
+
+class EpochLengthGroupedSampler(LengthGroupedSampler):
+    """transformers' LengthGroupedSampler, its shuffle drawn from (seed, epoch) alone.
+
+    LengthGroupedSampler draws from torch's global generator and has no set_epoch, so a resumed run would draw another
+    order than the uninterrupted one, and the processes of a multi-process run could draw different ones. The Trainer
+    (through accelerate's DataLoaderShard.set_epoch) calls set_epoch before every epoch, as it does for the random
+    sampler, which accelerate seeds the same way (SeedableRandomSampler: seed + epoch)."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths)
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+
+def default_workers(cores: int | None = None, gpus: int | None = None) -> int:
+    """--dataloader_num_workers when none is given: the processes that read, decode and resize images while the
+    model trains. On a GPU machine the training process leaves its cores free: 2 workers a GPU process where it has
+    4 cores or more, 1 where it has 2 or 3. On the CPU every core already computes (train.sh gives the training
+    process one thread a core), and a worker competes with the matrix products for the same cores, to overlap
+    at most the data loading's 13 % of train time: 0. (Side by side on a shared 2-core machine, 0, 1 and 2 workers
+    were within the noise of each other.)"""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    gpus = torch.cuda.device_count() if gpus is None else gpus
+    if not gpus:
+        return 0
+    per_process = cores // gpus
+    return 2 if per_process >= 4 else 1 if per_process >= 2 else 0
+
+
+class WorkerCollator:
+    """The collator as a DataLoader worker runs it: an UnreadableImage met there comes back in the batch, as
+    {UNREADABLE: its message}, and is raised again in the training process (PaddingCount.checked, the Trainer's
+    _prepare_inputs). torch re-raises a worker's exception with the worker's whole traceback as its message, which
+    train.py would print instead of its one line."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, examples):
+        try:
+            return self.collator(examples)
+        except UnreadableImage as error:
+            if torch.utils.data.get_worker_info() is None:  # the training process itself: raised as it is
+                raise
+            return {UNREADABLE: str(error)}
+
+    def __getattr__(self, name):  # the wrapped collator's settings, for whoever reads them
+        if name == "collator":
+            raise AttributeError(name)
+        return getattr(self.collator, name)
+
+
+def raise_carried(batch) -> None:
+    """Raise, in the training process, the UnreadableImage a worker put in `batch`."""
+    if isinstance(batch, Mapping) and UNREADABLE in batch:
+        raise UnreadableImage(batch[UNREADABLE])
+
+
+class PaddingCount:
+    """Real tokens and positions computed (padding included) over the training batches, counted in the training
+    process from each batch's attention_mask as it arrives: a collator's own counters would be counted in the
+    worker processes and lost."""
+
+    def __init__(self):
+        self.tokens = self.positions = 0
+
+    def checked(self, batches):
+        """The batches of `batches`, each counted, one carrying an UnreadableImage raised."""
+        for batch in batches:
+            raise_carried(batch)
+            mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None  # a BatchFeature is no dict
+            if mask is not None:
+                self.tokens += int(mask.sum())
+                self.positions += mask.numel()
+            yield batch
+
+    @property
+    def fraction(self) -> float | None:
+        """Padded positions over positions computed; None before any batch."""
+        return 1 - self.tokens / self.positions if self.positions else None
