@@ -40,6 +40,10 @@ def pytest_configure(config):
         # and the scripts a test starts: a run resumed in the test's process after its start in a subprocess is only
         # bit-identical with the same thread count (floating-point sums in another order differ in the last bit)
         os.environ["OMP_NUM_THREADS"] = str(threads)
+        # A script a test starts with more threads (train.sh gives train.py every core) shares the cores with the
+        # other worker: OpenMP threads that spin while they wait then run 10-50x slower (bench/RESULTS.md); passive
+        # waiting gives the core back.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _start_building_the_tiny_model():
