@@ -213,8 +213,14 @@ class TuneConfig:
     layer of the vision blocks gets it too)."""
     max_length: int = 1024
     """Longest training sample in tokens, images included; longer ones are dropped and reported, never cut."""
-    trim_logits: bool = True
-    """Project only the reply positions onto the vocabulary during training (same loss, less time and memory)."""
+    logits: str = "supervised"
+    """Which positions are projected onto the vocabulary (the same loss each way; the projection dominates a small
+    model's step with Qwen's 151,936 tokens): supervised (only the positions each row's loss reads), suffix (the
+    batch's reply positions onward, one span for all rows) or all."""
+    frozen_in_graph: bool = False
+    """With --gradient_checkpointing: hook every input embedding, a frozen vision encoder's too, as transformers does,
+    which back-propagates and recomputes that frozen encoder. Off: only what trains is in the gradient graph (the same
+    loss and gradients); kept for benchmarks and the equivalence test."""
     eval_samples: int = 64
     """With --eval_strategy steps|epoch: how many distinct validation questions (the first of val.json) each
     evaluation answers by generation for the task's metric (eval_cider, eval_accuracy, eval_acc@0.5,
@@ -225,6 +231,7 @@ class TuneConfig:
     --load_best_model_at_end); 0 means never."""
 
     def __post_init__(self):
+        from vlmtune.collator import LOGITS
         from vlmtune.parts import MODES
 
         for part, modes in MODES.items():
@@ -232,6 +239,8 @@ class TuneConfig:
                 raise ValueError(f"--{part} {getattr(self, part)!r}: choose one of {', '.join(modes)}")
         if all(getattr(self, part) == "frozen" for part in MODES):
             raise ValueError("--language, --vision and --projector are all frozen: nothing would train")
+        if self.logits not in LOGITS:
+            raise ValueError(f"--logits {self.logits!r}: choose one of {', '.join(LOGITS)}")
         if self.load_in_4bit and self.language != "lora":
             raise ValueError(f"--load_in_4bit (QLoRA) trains LoRA on a 4-bit language model: it needs --language "
                              f"lora, not {self.language}")

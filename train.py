@@ -148,7 +148,7 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None, sampling_give
             raise SystemExit(f"train.py: --eval_strategy: {error}") from None
     trainer = PartsTrainer(model=model, args=args, train_dataset=examples, eval_dataset=val_examples,
                            callbacks=callbacks, learning_rates=learning_rates,
-                           data_collator=TrainCollator(processor, trim_logits=tune_cfg.trim_logits))
+                           data_collator=TrainCollator(processor, logits=tune_cfg.logits))
     trainer.task_evaluation = task_evaluation
     if evaluating:
         trainer.add_callback(evaluation.EvaluateAtStart(trainer))  # the curves start from the base's numbers

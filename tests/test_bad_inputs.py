@@ -594,7 +594,7 @@ def test_near_misses_train_as_their_plain_text_tokens_on_the_real_processors(fix
         messages = [{"role": "user", "content": [{"type": "image", "image": image},
                                                  {"type": "text", "text": "Describe < image > this."}]},
                     {"role": "assistant", "content": [{"type": "text", "text": reply}]}]
-        return TrainCollator(processor, trim_logits=False)([{"id": "n", "messages": messages}])
+        return TrainCollator(processor, logits="all")([{"id": "n", "messages": messages}])
 
     near, plain = batch(NEAR_MISSES), batch("A plain reply.")
     image_id = tokenizer.convert_tokens_to_ids(processor.image_token)

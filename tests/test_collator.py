@@ -111,7 +111,7 @@ def test_hand_written_ids_are_the_tokenizers(processor):
 
 
 def test_collator_labels_only_the_reply_and_its_end_token_with_right_padding(processor):
-    batch = TrainCollator(processor, trim_logits=False)(two_examples())
+    batch = TrainCollator(processor, logits="all")(two_examples())
 
     small = SYSTEM + USER + vision(4) + DESCRIBE + [END, NEWLINE] + ASSISTANT + RED_CIRCLE + [END, NEWLINE]
     large = SYSTEM + USER + vision(16) + WHAT_IS_IT + [END, NEWLINE] + ASSISTANT + BLUE_SQUARE + [END, NEWLINE]
@@ -129,8 +129,8 @@ def test_collator_labels_only_the_reply_and_its_end_token_with_right_padding(pro
 
 def test_trimmed_labels_are_the_last_logits_to_keep_columns(processor):
     examples = two_examples()
-    full = TrainCollator(processor, trim_logits=False)(examples)
-    trimmed = TrainCollator(processor, trim_logits=True)(examples)
+    full = TrainCollator(processor, logits="all")(examples)
+    trimmed = TrainCollator(processor, logits="suffix")(examples)
 
     length = full["labels"].shape[1]
     first_supervised = int((full["labels"] != X).any(dim=0).nonzero()[0])
@@ -146,8 +146,8 @@ def test_trimmed_batch_gives_the_same_loss_as_the_full_batch(tiny):
     model.eval()
     examples = two_examples()
     with torch.no_grad():
-        full_loss = model(**TrainCollator(processor, trim_logits=False)(examples)).loss
-        trimmed_loss = model(**TrainCollator(processor, trim_logits=True)(examples)).loss
+        full_loss = model(**TrainCollator(processor, logits="all")(examples)).loss
+        trimmed_loss = model(**TrainCollator(processor, logits="suffix")(examples)).loss
     assert full_loss.dtype == torch.float32 and torch.isfinite(full_loss)
     assert torch.allclose(trimmed_loss, full_loss, rtol=1e-6, atol=1e-6)
 
@@ -190,7 +190,7 @@ def test_drop_overlong_drops_whole_examples_and_reports_their_length(processor):
 
     assert dropped == [("photo", 422)]
     assert kept == [small | {"length": 35}, large | {"length": 52}]  # each with its length, for length grouping
-    batch = TrainCollator(processor, trim_logits=False)(kept)
+    batch = TrainCollator(processor, logits="all")(kept)
     assert batch["attention_mask"].sum(dim=1).tolist() == [35, 52]  # nothing cut
 
 
@@ -232,7 +232,7 @@ def test_generation_prompt_is_the_training_text_up_to_the_reply(tiny):
     training_text = processor.apply_chat_template(messages, tokenize=False)
     assert training_text == prompt + "A red circle.<|im_end|>\n"
     # In tokens: the first supervised label sits right after the prompt.
-    labels = TrainCollator(processor, trim_logits=False)([{"id": "small", "messages": messages}])["labels"][0]
+    labels = TrainCollator(processor, logits="all")([{"id": "small", "messages": messages}])["labels"][0]
     prompt_length = len(processor(text=[prompt], images=[open_images(messages, processor)])["input_ids"][0])
     assert int((labels != X).nonzero()[0]) == prompt_length == 29
 

@@ -65,7 +65,7 @@ def test_the_pixel_limits_hold_on_the_real_qwen2_processors(fixtures_dir, folder
     # The hub preprocessor_config.json says min_pixels 3136, max_pixels 12845056: a 640x480 photo would be 644x476,
     # 391 tokens. At 3136..78400 it is 308x224: 11 x 8 tokens of 28 x 28 pixels.
     processor = processor_of(fixtures_dir / folder)
-    batch = TrainCollator(processor, trim_logits=False)([{"id": "p", "messages": conversation(
+    batch = TrainCollator(processor, logits="all")([{"id": "p", "messages": conversation(
         Image.new("RGB", (640, 480)))}])
     assert image_tokens(processor, batch["input_ids"][0]) == 88
     assert batch["image_grid_thw"].tolist() == [[1, 16, 22]]
@@ -75,7 +75,7 @@ def test_the_pixel_limits_hold_on_the_real_qwen3_processor(fixtures_dir):
     # Qwen3-VL: 16-pixel patches merged 2 x 2, so 32 pixels a token. 640x480 into 78400 pixels:
     # sqrt(307200 / 78400) = 1.979; floor(480 / 1.979 / 32) = 7 -> 224, floor(640 / 1.979 / 32) = 10 -> 320: 70 tokens.
     processor = processor_of(fixtures_dir / "qwen3-vl-4b-instruct")
-    batch = TrainCollator(processor, trim_logits=False)([{"id": "p", "messages": conversation(
+    batch = TrainCollator(processor, logits="all")([{"id": "p", "messages": conversation(
         Image.new("RGB", (640, 480)))}])
     assert image_tokens(processor, batch["input_ids"][0]) == 70
     assert image_settings(processor)["image_factor"] == 32
@@ -91,7 +91,7 @@ def test_image_tokens_follow_the_processors_own_resize_with_its_own_factor(qwen,
     resized_height, resized_width = smart_resize(height, width, factor=factor, min_pixels=limits[0],
                                                  max_pixels=limits[1])
     messages = conversation(Image.new("RGB", size))[:2]
-    batch = TrainCollator(processor, trim_logits=False)([{"id": "p", "messages": messages}])
+    batch = TrainCollator(processor, logits="all")([{"id": "p", "messages": messages}])
     assert image_tokens(processor, batch["input_ids"][0]) == (resized_height // factor) * (resized_width // factor)
     # the over-length check counts the same tokens without computing pixels
     assert count_tokens(processor, messages) == batch["input_ids"].shape[1]
@@ -102,7 +102,7 @@ def test_a_fixed_size_processor_gives_576_image_tokens_at_any_size_and_any_limit
         processor = processor_of(fixtures_dir / "llava-1.5-7b-hf", *limits)
         for size in [(640, 480), (300, 600)]:
             messages = conversation(Image.new("RGB", size))[:2]
-            batch = TrainCollator(processor, trim_logits=False)([{"id": "p", "messages": messages}])
+            batch = TrainCollator(processor, logits="all")([{"id": "p", "messages": messages}])
             assert image_tokens(processor, batch["input_ids"][0]) == 576 == (336 // 14) ** 2
             assert count_tokens(processor, messages) == batch["input_ids"].shape[1]
 
@@ -129,7 +129,7 @@ LLAVA_REPLIES = [319, 6635, 16246, 373, 263, 1775, 29889, 2, 739, 338, 24841, 29
 
 def test_the_label_mask_trains_each_reply_and_the_token_that_closes_it(family):
     processor = processor_of(family)
-    batch = TrainCollator(processor, trim_logits=False)([{"id": "p", "messages": conversation(
+    batch = TrainCollator(processor, logits="all")([{"id": "p", "messages": conversation(
         Image.new("RGB", (640, 480)))}])
     labels, input_ids = batch["labels"][0], batch["input_ids"][0]
     supervised = labels[labels != IGNORE_INDEX].tolist()
@@ -147,7 +147,7 @@ def test_llava_replies_are_closed_with_the_eos_the_recipe_trained_and_nothing_of
     # The real template follows a reply with a space only, which tokenizes into "▁US" (3148), the next USER:'s
     # first token; its own {% generation %} mask trains that token and never </s>.
     processor = processor_of(fixtures_dir / "llava-1.5-7b-hf")
-    batch = TrainCollator(processor, trim_logits=False)([{"id": "p", "messages": conversation(
+    batch = TrainCollator(processor, logits="all")([{"id": "p", "messages": conversation(
         Image.new("RGB", (640, 480)))}])
     labels = batch["labels"][0]
     assert 3148 not in labels.tolist() and labels.tolist().count(2) == 2
@@ -177,7 +177,7 @@ def test_the_generation_prompt_is_a_prefix_of_the_training_tokens(family):
     training_ids = processor(text=[training_text(processor, messages)], images=[images])["input_ids"][0]
     assert training_ids[:len(prompt_ids)] == prompt_ids
     # and the first token after the prompt is the first token of the last reply
-    labels = TrainCollator(processor, trim_logits=False)([{"id": "p", "messages": messages}])["labels"][0]
+    labels = TrainCollator(processor, logits="all")([{"id": "p", "messages": messages}])["labels"][0]
     assert labels[len(prompt_ids)] == training_ids[len(prompt_ids)] != IGNORE_INDEX
 
 

@@ -129,18 +129,32 @@ def drop_overlong(examples: list[dict], processor, max_length: int, progress: st
     return kept, dropped
 
 
+LOGITS = ("supervised", "suffix", "all")  # which positions a TrainCollator batch projects onto the vocabulary
+
+
 class TrainCollator:
     """Examples {"id", "messages"} -> input_ids, attention_mask, pixel inputs, labels; right padding.
 
-    With `trim_logits`, labels are cut to the positions that carry a supervised token and `logits_to_keep` tells the
-    model to project only those hidden states onto the vocabulary. The loss is unchanged (it only ever reads those
-    positions) but the vocabulary projection, which dominates a small model with Qwen's 151,936 tokens, shrinks to the
-    reply's length: bench/logits_to_keep.py measures it side by side.
+    `logits` says which positions the model projects onto the vocabulary, which dominates a small model's step with
+    Qwen's 151,936 tokens; the loss reads the same positions each way, and is the same:
+    - "supervised": each row's positions whose next token is supervised, as a boolean `logits_to_keep` of the batch's
+      shape (transformers projects only the True positions, flattened); the loss of those logits is
+      vlmtune.trainer.supervised_loss, which PartsTrainer uses for such a collator.
+    - "suffix": one span for all rows, from one before the batch's first supervised position to the end, as an
+      integer `logits_to_keep`, the labels cut to it; the model computes its own loss. Rows' replies of different
+      lengths, and the padding after them, are projected too.
+    - "all": every position.
+    bench/logits_to_keep.py measures them side by side. `trim_logits` is the old spelling (True: "suffix", False:
+    "all"), kept for the callers that still use it.
     """
 
-    def __init__(self, processor, trim_logits: bool = True):
+    def __init__(self, processor, logits: str = "supervised", trim_logits: bool | None = None):
+        if trim_logits is not None:
+            logits = "suffix" if trim_logits else "all"
+        if logits not in LOGITS:
+            raise ValueError(f"logits={logits!r}: choose one of {', '.join(LOGITS)}")
         self.processor = processor
-        self.trim_logits = trim_logits
+        self.logits = logits
         tokenizer = processor.tokenizer
         self.reply_header = reply_header_ids(processor)
         self.end_id = tokenizer.convert_tokens_to_ids(reply_end(processor)[0])
@@ -152,7 +166,12 @@ class TrainCollator:
                                padding_side="right", return_tensors="pt")
         labels = torch.tensor([label_mask(row, self.reply_header, self.end_id) for row in batch["input_ids"].tolist()])
         labels[batch["attention_mask"] == 0] = IGNORE_INDEX
-        if self.trim_logits:
+        if self.logits == "supervised":
+            # Position t's logits predict token t+1 (transformers' causal loss shifts the labels the same way).
+            keep = torch.zeros_like(labels, dtype=torch.bool)  # the last position predicts nothing
+            keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+            batch["logits_to_keep"] = keep
+        elif self.logits == "suffix":
             supervised = (labels != IGNORE_INDEX).any(dim=0).nonzero()
             # Position t's logits predict token t+1, so keep from one before the first supervised token.
             first = max(int(supervised[0]) - 1, 0) if len(supervised) else labels.shape[1] - 1

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import os
 import shutil
+import types
 from pathlib import Path
 
 import torch
@@ -179,8 +180,12 @@ def prepare_for_training(model, tune) -> torch.nn.Module:
     LoRA targets are the exact names of the chosen linear layers (parts.linear_names): matching projection names
     alone would put LoRA on Qwen2.5-VL's vision blocks too, whose MLPs also have gate/up/down_proj. Fully trained
     parts next to LoRA are peft's `modules_to_save`, so the adapter folder holds them and merging restores them.
+    Under gradient checkpointing a frozen vision encoder stays out of the gradient graph (frozen_out_of_graph), unless
+    `tune.frozen_in_graph` asks for transformers' own hooks.
     """
     modes = tune.modes
+    if not tune.frozen_in_graph:
+        frozen_out_of_graph(model)
     targets = []
     if modes["language"] == "lora":
         targets += parts.linear_names(model, "language", tune.module_names)
@@ -200,6 +205,35 @@ def prepare_for_training(model, tune) -> torch.nn.Module:
     config = LoraConfig(r=tune.lora_r, lora_alpha=tune.lora_alpha, lora_dropout=tune.lora_dropout, bias="none",
                         target_modules=targets, modules_to_save=full or None, task_type="CAUSAL_LM")
     return keep_trainable_in_fp32(get_peft_model(model, config))
+
+
+def frozen_out_of_graph(model) -> None:
+    """Make the model's `enable_input_require_grads` hook the language model's input embeddings only, while its vision
+    encoder has nothing to train.
+
+    The Trainer calls it when it turns on gradient checkpointing (through peft's wrapper too), so that a checkpointed
+    block of frozen weights still passes gradients to the LoRA weights after it. transformers hooks the input
+    embeddings of every PreTrainedModel inside the model, the vision encoder's patch embedding among them (Qwen2-VL's
+    and Qwen2.5-VL's `patch_embed`, LLaVA's CLIP `patch_embedding`): the whole frozen vision tower is then recorded
+    for backward, back-propagated and, checkpointed, run twice, for gradients nothing reads. With a vision encoder
+    that trains (--vision lora|full) transformers' own hooks stay, its patch embedding's included.
+    """
+    model.enable_input_require_grads = types.MethodType(_trained_inputs_require_grads, model)
+
+
+def _trained_inputs_require_grads(model) -> None:
+    """enable_input_require_grads as frozen_out_of_graph makes it; decided when it is called, once the parts that
+    train are set."""
+    if any(parameter.requires_grad for parameter in parts.parameter_parts(model)["vision"].values()):
+        return type(model).enable_input_require_grads(model)
+    model.disable_input_require_grads()
+    hook = model.get_input_embeddings().register_forward_hook(_output_requires_grad)
+    # where transformers keeps its hooks, so that its disable_input_require_grads removes this one too
+    model._require_grads_hooks, model._require_grads_hook = [hook], hook
+
+
+def _output_requires_grad(module, inputs, output):
+    output.requires_grad_(True)
 
 
 def keep_trainable_in_fp32(model) -> torch.nn.Module:

@@ -131,6 +131,7 @@ def pretrain(model, processor, steps: int, batch_size: int = 16, learning_rate: 
         )
         trainer = AnswerVocabularyTrainer(
             model=model, args=args, train_dataset=PretrainingScenes(steps * batch_size, model_type),
-            data_collator=TrainCollator(processor), vocabulary=answer_vocabulary(processor, model_type))
+            data_collator=TrainCollator(processor, logits="suffix"),  # answer_vocabulary_loss reads the suffix
+            vocabulary=answer_vocabulary(processor, model_type))
         trainer.train()
     return [entry for entry in trainer.state.log_history if "loss" in entry]

@@ -1,26 +1,62 @@
 """The project's Trainer: the transformers Trainer with a learning rate per model part, the task's metric in every
-evaluation (vlmtune.evaluation), checkpoints without pickles (vlmtune.checkpoints), and a failed checkpoint save
-removed rather than left for a resume to load."""
+evaluation (vlmtune.evaluation), checkpoints without pickles (vlmtune.checkpoints), a failed checkpoint save
+removed rather than left for a resume to load, and the loss of logits projected at the supervised positions only."""
 
 import os
 
+from torch import nn
 from torch.utils.data import SequentialSampler
 from transformers import Trainer
+from transformers.loss.loss_utils import fixed_cross_entropy
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from . import parts, saving
 from .batching import EpochLengthGroupedSampler, PaddingCount, WorkerCollator, raise_carried
 from .checkpoints import SafeCheckpoints
+from .collator import IGNORE_INDEX
 from .evaluation import TaskMetricEvaluation
 
 
+def supervised_loss(outputs, labels, num_items_in_batch=None):
+    """The causal LM loss of a TrainCollator batch made with logits="supervised", whose logits are those of the
+    supervised positions only, (positions, vocabulary), in the order transformers' boolean `logits_to_keep` gathers
+    them (row by row): the full logits' loss as transformers computes it (ForCausalLMLoss, through the same
+    fixed_cross_entropy), the mean over the supervised tokens, or their sum over `num_items_in_batch`, the Trainer's
+    count over a whole accumulated batch.
+
+    The Trainer's `compute_loss_func`: the model gets no labels (its own loss would shift them against logits of
+    every position), and the head still runs inside the model's forward, so DDP and peft wrap it as usual."""
+    targets = nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[:, 1:]  # position t predicts token t+1
+    targets = targets[targets != IGNORE_INDEX].to(outputs.logits.device)
+    return fixed_cross_entropy(outputs.logits.float(), targets, num_items_in_batch, IGNORE_INDEX)
+
+
 class PartsTrainer(TaskMetricEvaluation, SafeCheckpoints, Trainer):
-    """The Trainer with a learning rate per model part (--learning_rate, --vision_lr, --projector_lr)."""
+    """The Trainer with a learning rate per model part (--learning_rate, --vision_lr, --projector_lr), and
+    supervised_loss as its loss for a TrainCollator that projects the supervised positions only."""
 
     def __init__(self, *args, learning_rates: dict[str, float], **kwargs):
+        supervised = getattr(kwargs.get("data_collator"), "logits", None) == "supervised"
+        if supervised:
+            if getattr(kwargs.get("args"), "label_smoothing_factor", 0):  # the Trainer would ignore it silently
+                raise ValueError("--label_smoothing_factor needs --logits suffix or all: the supervised positions' "
+                                 "loss (vlmtune.trainer.supervised_loss) is the plain cross-entropy")
+            kwargs.setdefault("compute_loss_func", supervised_loss)
         super().__init__(*args, **kwargs)
         self.learning_rates = learning_rates
         self.padding = PaddingCount()  # the training batches' tokens and positions (vlmtune.batching)
+        # The loss normalised as the model's own would be. A model that declares no loss kwargs (Qwen2.5-VL's and
+        # Qwen3-VL's accepts_loss_kwargs = False) is given no num_items_in_batch by the Trainer: its loss is the
+        # micro-batch's mean, which the Trainer divides by the accumulation steps (compute_loss drops the count).
+        self.supervised_logits = supervised and self.compute_loss_func is supervised_loss
+        if self.supervised_logits and self.loss_is_scaled_for_ga is None:
+            self.loss_is_scaled_for_ga = self.model_accepts_loss_kwargs
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.supervised_logits and not self.model_accepts_loss_kwargs:
+            num_items_in_batch = None  # also keeps the Trainer from scaling the mean by the number of processes
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
