@@ -134,13 +134,19 @@ def _processes_naming(text: str) -> list[int]:
     return found
 
 
+def _shell_env() -> dict:
+    """The environment of a shell after `. .venv/bin/activate`: train.sh finds accelerate beside this Python. Without
+    the thread count pytest-xdist gives its workers: nproc (train.sh's count of the cores) honours OMP_NUM_THREADS."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    return env | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc (Linux)")
 def test_killing_train_sh_stops_training_with_where_it_stopped(run_data, tiny_model_dir, tmp_path):
     out = tmp_path / "killed-sh"
     process = subprocess.Popen(["sh", "train.sh", *_args(run_data, tiny_model_dir, out, "--max_steps", "5000")],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"),
-                               start_new_session=True)  # the signal goes to train.sh alone, as `kill <pid>` sends it
+                               env=_shell_env(), start_new_session=True)  # the signal to train.sh alone, as `kill`
     deadline = time.time() + 300
     while not (out / runlock.LOCK_NAME).is_file() and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)

@@ -62,7 +62,7 @@ def test_the_figures_are_sane_and_the_runs_did_what_their_flags_say(quick_report
     # the floor trains on the very micro-batches train.py sees: the same tokens, positions and losses
     assert (floor["tokens"], floor["positions"]) == (defaults["tokens"], defaults["positions"])
     assert floor["mean_loss"] == pytest.approx(defaults["mean_loss"], rel=1e-5)
-    assert rows["train_sampling_strategy=group_by_length"]["sampler"] == "LengthGroupedSampler"
+    assert rows["train_sampling_strategy=group_by_length"]["sampler"] == "EpochLengthGroupedSampler"
     assert rows["train_sampling_strategy=random"]["sampler"] == "RandomSampler"
     assert rows[f"dataloader_num_workers={report['settings']['workers']}"]["workers"] == report["settings"]["workers"]
     assert "### vocabulary 1,024 (small)" in console and "| floor | floor |" in console
