@@ -60,12 +60,13 @@ def _start_building_the_tiny_model():
         fcntl.flock(lock, fcntl.LOCK_EX)
         # The builder inherits the locked descriptor, so the lock is held until it exits, and tiny_model_dir waits
         # for it. Its console goes to a log beside the model; load_model.py saves atomically, so a build ended early
-        # leaves nothing that passes for the model. One thread: beside the workers' threads on the same cores, an
-        # OpenMP team of two would keep waiting for its descheduled half.
+        # leaves nothing that passes for the model. Every core, as `python load_model.py` builds it, with OpenMP
+        # threads that wait passively: beside the workers on the same cores, spinning threads would run 10-50x
+        # slower; once the workers wait for the model, the build has the cores to itself.
         with open(TINY_MODEL.parent / ".tiny-qwen2-vl.build.log", "w") as log:
             _builder = subprocess.Popen([sys.executable, "load_model.py", "--model_dir", str(TINY_MODEL)], cwd=ROOT,
                                         stdout=log, stderr=subprocess.STDOUT, pass_fds=(lock.fileno(),),
-                                        env=dict(os.environ, OMP_NUM_THREADS="1"))
+                                        env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
 
 
 def pytest_unconfigure(config):
