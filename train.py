@@ -19,7 +19,6 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import config
 from vlmtune import checkpoints, evaluation, parts, report, runlock, saving, stopping, text
-from vlmtune.batching import sampling_strategy
 from vlmtune.collator import TrainCollator, UnreadableImage, drop_overlong, images_of
 from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.images import resolution_warnings, stored_size
@@ -35,7 +34,6 @@ def main(argv=None):
     groups = (config.DataConfig, config.ModelConfig, config.TuneConfig, TrainingArguments)
     config.refuse_tiny_defaults(argv, *groups)  # a real checkpoint left with tiny settings stops; before parse
     data_cfg, model_cfg, tune_cfg, args = config.parse(argv, *groups, defaults=config.TRAINING_DEFAULTS)
-    sampling_given = "train_sampling_strategy" in config.given(argv, *groups)  # else chosen from the lengths
     if args.hub_token:
         raise SystemExit("--hub_token is refused: SwanLab and shell histories record the command line. Set HF_TOKEN "
                          "in the environment instead (huggingface_hub reads it).")
@@ -58,7 +56,7 @@ def main(argv=None):
     except runlock.FolderInUse as error:
         raise SystemExit(f"train.py: {error}") from None
     try:
-        train(data_cfg, model_cfg, tune_cfg, args, resume, sampling_given)
+        train(data_cfg, model_cfg, tune_cfg, args, resume)
     except stopping.Stopped as signal_name:  # kill, Ctrl-C, or train.sh stopped: say where, and how to go on
         last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
         go_on = (f"the last checkpoint is {last}: resume with --resume_from_checkpoint last" if last else
@@ -68,7 +66,7 @@ def main(argv=None):
         runlock.release_all()  # the lock file goes, and the folder too where the run wrote nothing
 
 
-def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None, sampling_given: bool = True):
+def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
     model_dir, train_json = model_cfg.resolved_model_dir, Path(data_cfg.resolved_data_dir, "train.json")
     print(f"{args.world_size} process{'es' if args.world_size > 1 else ''} on {args.device.type}, "
           f"{torch.get_num_threads()} CPU threads each")
@@ -111,9 +109,6 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None, sampling_give
     if not examples:
         fewer_pixels = f", or lower --image_max_pixels ({info['image_max_pixels']})" if info["image_factor"] else ""
         raise SystemExit(f"Every example is longer than --max_length {tune_cfg.max_length}: raise it{fewer_pixels}.")
-    if not sampling_given:  # length-grouped batches where they save padding (vlmtune.batching.sampling_strategy)
-        args.train_sampling_strategy = sampling_strategy([example["length"] for example in examples],
-                                                         args.per_device_train_batch_size)
 
     # ---- What trains
     set_seed(args.seed)  # before the LoRA weights are drawn: the same seed gives the same adapter

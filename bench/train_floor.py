@@ -233,8 +233,6 @@ def variants(threads: int, cores: int, workers: int) -> list[Variant]:
             default = spelled(default_of(setting))
         except KeyError:
             default = None
-        if setting == "train_sampling_strategy" and default is not None:
-            default = "picked by train.py from the lengths"  # no static default: both values are run
         for value in values:
             name = f"{setting}={spelled(value)}"
             if default is None:

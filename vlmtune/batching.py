@@ -1,5 +1,9 @@
-"""How training batches are drawn and loaded: length-grouped batches by default where they save padding, the
-collator in DataLoader workers, and what the padding cost, counted where the batches arrive.
+"""How training batches are drawn and loaded: length-grouped batches (--train_sampling_strategy group_by_length) from
+the lazy examples, the collator in DataLoader workers, and what the padding cost, counted where the batches arrive.
+
+Length grouping is not the default: where length follows the content (VQA's questions of one kind are one length,
+grounding's expressions), grouped batches hold one kind of example each, and the tiny model's learning tests fell
+from 0.98 to 0.73 (VQA) and 0.92 to 0.71 (grounding Acc@0.5) at the same steps.
 
 The Trainer and torch's DataLoader do the work; this module holds the few pieces they lack for lazy examples (a
 list of messages with their token count, no input_ids) and for a collator that runs in other processes.
@@ -14,13 +18,6 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from .collator import UnreadableImage
 
 UNREADABLE = "unreadable_image"  # the key of a batch that carries, instead of tensors, why it could not be made
-
-
-def sampling_strategy(lengths: list[int], batch_size: int) -> str:
-    """--train_sampling_strategy when none is given: group_by_length where it saves padding, that is where a batch
-    holds several examples (--per_device_train_batch_size 2 or more) and they differ in length; random otherwise
-    (with batches of 1, or equal lengths, grouping saves nothing and only makes the order less random)."""
-    return "group_by_length" if batch_size > 1 and len(set(lengths)) > 1 else "random"
 
 
 class EpochLengthGroupedSampler(LengthGroupedSampler):
