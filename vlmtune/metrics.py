@@ -334,6 +334,18 @@ def confusion_figure(confusion: list[list[int]], classes: list[str], title: str 
 # ----------------------------------------------------------------------------------------------------- grounding
 
 
+def flat_numbers(values: dict, separator: str = "/") -> dict:
+    """The numbers of a nested metrics dict by their joined keys ('per_class/cat/f1'); lists, strings (picture
+    paths) and booleans left out. metrics.json's tables in report.html and SwanLab both read it."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat |= {f"{key}{separator}{name}": number for name, number in flat_numbers(value, separator).items()}
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[key] = value
+    return flat
+
+
 def _area(box: tuple[float, float, float, float]) -> float:
     # An inverted box (x2 < x1) is empty, not negative, so it cannot shrink a union.
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])

@@ -146,24 +146,13 @@ def format_number(value) -> str:
     return f"{value:.4f}"
 
 
-def _scalars(values: dict, prefix: str = "") -> dict:
-    """The numbers of a nested dict, by 'per_class / cat / f1'-style names (lists and picture paths left out)."""
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat |= _scalars(value, f"{prefix}{key} / ")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _metrics_table(metrics: dict) -> str:
     lines = []
     for key, value in metrics.items():  # "task", "n" and any other top-level value
         if key not in WHO and not isinstance(value, (dict, list)):
             shown = format_number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
             lines.append(f'<tr class="run-scalar"><th>{_e(key)}</th><td colspan="3">{_e(shown)}</td></tr>')
-    base, tuned = _scalars(metrics.get("base", {})), _scalars(metrics.get("fine_tuned", {}))
+    base, tuned = (task_metrics.flat_numbers(metrics.get(who, {}), " / ") for who in ("base", "fine_tuned"))
     names = [*base, *(k for k in tuned if k not in base)]
     # the task's own numbers first (accuracy, macro_f1), then the nested ones (per_class / cat / f1)
     for name in sorted(names, key=lambda n: " / " in n):

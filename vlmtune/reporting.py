@@ -7,6 +7,7 @@ from pathlib import Path
 from .collator import images_of
 from .formats import write_atomically
 from .generation import prompt_messages
+from .metrics import flat_numbers
 from .tracking import choose_swanlab_mode, resume_run
 
 
@@ -43,13 +44,7 @@ def question_rows(records: list[dict], conversations: list[list[dict]], task_key
 
 def scalar_metrics(metrics: dict, prefix: str = "test") -> dict:
     """The numbers of a nested metrics dict, flattened to 'test/fine_tuned/accuracy'-style keys."""
-    flat = {}
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            flat |= scalar_metrics(value, f"{prefix}/{key}")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            flat[f"{prefix}/{key}"] = value
-    return flat
+    return {f"{prefix}/{name}": value for name, value in flat_numbers(metrics).items()}
 
 
 def pictures(metrics: dict) -> dict:
@@ -68,7 +63,7 @@ SIDES = {"base": "base", "fine_tuned": "fine-tuned"}  # metrics.json's keys of t
 
 def _side_numbers(metrics: dict) -> dict[str, dict]:
     """{label: {"accuracy": .., "per_class/cat/f1": .., ...}}: each model's numbers, flattened."""
-    return {label: {name.split("/", 1)[1]: value for name, value in scalar_metrics(metrics[side], "").items()}
+    return {label: flat_numbers(metrics[side])
             for side, label in SIDES.items() if isinstance(metrics.get(side), dict)}
 
 
