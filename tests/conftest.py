@@ -29,6 +29,7 @@ def pytest_configure(config):
     of its few minutes."""
     import os
 
+    config.addinivalue_line("markers", "long: a test of a minute or more, run first of those that wait for the model")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):  # xdist's controller
         _start_building_the_tiny_model()
@@ -75,9 +76,42 @@ def pytest_unconfigure(config):
         _builder.wait()
 
 
+# Test modules whose module fixture trains a run for several tests. A module fixture is built once per process, so
+# under xdist each worker that ran one of their tests would train its own copy (the offline default job twice: ~2.5
+# of the suite's ~25 worker-minutes); the scheduler below sends each of these modules to one worker.
+SHARED_RUN_MODULES = ("test_pipeline.py", "test_demo.py", "test_swanlab.py", "test_report.py", "test_progress.py",
+                      "test_train_bench.py")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's `load` distribution, each test its own unit of work, but a module of SHARED_RUN_MODULES one unit.
+
+    Written here because xdist's own way, `--dist loadgroup` with xdist_group marks, silently stopped grouping with
+    pytest 9.2 (it renames the tests' node ids, which pytest 9.2 no longer lets it do: pytest-xdist issue #1386)."""
+    if config.getvalue("dist") != "load":  # another distribution asked for on the command line
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            module = nodeid.split("::", 1)[0]
+            return module if Path(module).name in SHARED_RUN_MODULES else nodeid
+
+    config.option.loadscopereorder = False  # keep the collection's order (pytest_collection_modifyitems')
+    return SharedRunScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """The tests that need the pretrained tiny model last (a stable sort: the order within each group stays)."""
-    items.sort(key=lambda item: "tiny_model_dir" in getattr(item, "fixturenames", ()))
+    """The tests that need the pretrained tiny model last, the long ones first among them, so that the workers, which
+    start on the others while the model is built, end together (a stable sort: the order within each group stays).
+    A module of SHARED_RUN_MODULES is one unit of work: all of it goes last if one of its tests needs the model."""
+    def needs_model(item):
+        return "tiny_model_dir" in getattr(item, "fixturenames", ())
+
+    waiting = {item.path.name for item in items if needs_model(item) and item.path.name in SHARED_RUN_MODULES}
+    items.sort(key=lambda item: (needs_model(item) or item.path.name in waiting,
+                                 item.get_closest_marker("long") is None))
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("task", sorted(EXPECTED))
+@pytest.mark.long
+@pytest.mark.parametrize("task", ["grounding", "vqa", "classification"])  # the longest first (1.5-2.5 min each)
 def test_lora_learns_the_task(task, tiny_model_dir, tmp_path):
     data_dir, run_dir = tmp_path / "data", tmp_path / "run"
     metric, records, epochs, learning_rate, tuned_at_least = EXPECTED[task]

@@ -13,6 +13,7 @@ import data2csv
 import test as test_script
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.long  # the offline default job: ~2 min
 
 
 @pytest.fixture(scope="module")
