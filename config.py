@@ -217,6 +217,11 @@ class TuneConfig:
     """Which positions are projected onto the vocabulary (the same loss each way; the projection dominates a small
     model's step with Qwen's 151,936 tokens): supervised (only the positions each row's loss reads), suffix (the
     batch's reply positions onward, one span for all rows) or all."""
+    packing: bool = False
+    """Train on padding-free batches: each micro-batch's examples one after the other in one row, each with its own
+    position ids (Qwen's M-RoPE from the model's get_rope_index) and attention to itself only, so no position is
+    spent on padding; the same loss and gradients as the padded batch. Checked against the model at start: a model
+    that does not keep packed examples apart is refused."""
     frozen_in_graph: bool = False
     """With --gradient_checkpointing: hook every input embedding, a frozen vision encoder's too, as transformers does,
     which back-propagates and recomputes that frozen encoder. Off: only what trains is in the gradient graph (the same

@@ -19,6 +19,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import config
 from vlmtune import checkpoints, evaluation, parts, report, runlock, saving, stopping, text
+from vlmtune.batching import packing_refusal
 from vlmtune.collator import TrainCollator, UnreadableImage, drop_overlong, images_of
 from vlmtune.formats import check_task, load_conversations, to_messages
 from vlmtune.images import resolution_warnings, stored_size
@@ -76,6 +77,8 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
                                model_cfg.trust_remote_code)
     model = load_model(model_dir, training_dtype(args, model_dir), model_cfg.trust_remote_code,
                        tune_cfg.load_in_4bit)
+    if tune_cfg.packing and (refusal := packing_refusal(model)):
+        raise SystemExit(f"train.py: {refusal}")
     info = model_info(model, processor)
 
     # ---- Data
@@ -143,7 +146,7 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
             raise SystemExit(f"train.py: --eval_strategy: {error}") from None
     trainer = PartsTrainer(model=model, args=args, train_dataset=examples, eval_dataset=val_examples,
                            callbacks=callbacks, learning_rates=learning_rates,
-                           data_collator=TrainCollator(processor, logits=tune_cfg.logits))
+                           data_collator=TrainCollator(processor, logits=tune_cfg.logits, packing=tune_cfg.packing))
     trainer.task_evaluation = task_evaluation
     if evaluating:
         trainer.add_callback(evaluation.EvaluateAtStart(trainer))  # the curves start from the base's numbers
@@ -154,7 +157,7 @@ def train(data_cfg, model_cfg, tune_cfg, args, resume: str | None):
     padding = trainer.padding  # counted in this process from the batches' attention_mask, workers or not
     if padding.positions and trainer.is_world_process_zero():  # what right padding cost (see --train_sampling_strategy)
         print(f"padding: {padding.fraction:.1%} of the {padding.positions} token positions computed "
-              f"({args.train_sampling_strategy} batches)")
+              f"({'packed' if tune_cfg.packing else args.train_sampling_strategy} batches)")
 
     # ---- Save
     run_config = {

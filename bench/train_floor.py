@@ -20,9 +20,10 @@ and each figure is the median over the repeats; a ratio is taken within a repeat
 
 Variants: the floor; train.py's defaults; then each item with the others at their defaults: 1 torch threads (1 or
 every core; train.sh gives every core), 2 frozen_in_graph (True or False, under gradient checkpointing), 3 logits
-(all, suffix or supervised), 4 --train_sampling_strategy (random or group_by_length), 5 --dataloader_num_workers (0
-or 1-2). A value equal to the default is the defaults' run, not measured twice; a flag this code does not have yet is
-skipped with a note. Gradient checkpointing is on in every run (the issue's setup; item 2 only shows with it).
+(all, suffix or supervised), 4 --train_sampling_strategy (random or group_by_length) and --packing (false or
+true), 5 --dataloader_num_workers (0 or 1-2). A value equal to the default is the defaults' run, not measured twice; a
+flag this code does not have yet is skipped with a note. Gradient checkpointing is on in every run (the issue's
+setup; item 2 only shows with it).
 Every run takes every core (as train.sh gives) unless --threads says otherwise: on a machine that other work keeps
 busy, two threads spin against it and their times say more about the load than the code, so --threads 1 keeps the
 ratios of items 2-5 readable while item 1 still compares 1 thread with every core.
@@ -83,7 +84,9 @@ class Clock:
 
     def count(self, batches):
         for batch in batches:
-            mask = batch["attention_mask"]
+            mask = batch.get("attention_mask")
+            if mask is None:  # a packed row (--packing true): every position a token
+                mask = torch.ones_like(batch["input_ids"])
             self.tokens += int(mask.sum())
             self.positions += mask.numel()
 
@@ -227,6 +230,7 @@ def variants(threads: int, cores: int, workers: int) -> list[Variant]:
     items = (("2 frozen_in_graph", "frozen_in_graph", (True, False)),
              ("3 logits", "logits", ("all", "suffix", "supervised")),
              ("4 train_sampling_strategy", "train_sampling_strategy", ("random", "group_by_length")),
+             ("4 train_sampling_strategy", "packing", (False, True)),  # item 4's other half: no padding at all
              ("5 dataloader_num_workers", "dataloader_num_workers", (0, workers)))
     for item, setting, values in items:
         try:

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from .collator import UnreadableImage
+from . import parts
+from .collator import PACKED_LENGTHS, UnreadableImage
 
 UNREADABLE = "unreadable_image"  # the key of a batch that carries, instead of tensors, why it could not be made
 
@@ -98,9 +99,84 @@ class PaddingCount:
             if mask is not None:
                 self.tokens += int(mask.sum())
                 self.positions += mask.numel()
+            elif isinstance(batch, Mapping) and PACKED_LENGTHS in batch:  # a packed row: every position a token
+                self.tokens += int(batch[PACKED_LENGTHS].sum())
+                self.positions += batch["input_ids"].numel()
             yield batch
 
     @property
     def fraction(self) -> float | None:
         """Padded positions over positions computed; None before any batch."""
         return 1 - self.tokens / self.positions if self.positions else None
+
+
+# ---------------------------------------------------------------- padding-free packing (TrainCollator(packing=True))
+
+
+def rope_index(model):
+    """The M-RoPE position function of a Qwen-VL model (get_rope_index, on the model inside the ...ForConditional-
+    Generation), or None for a model of plain 1-D positions (LLaVA's Llama)."""
+    return getattr(parts.unwrapped(model).base_model, "get_rope_index", None)
+
+
+def packed_position_ids(model, batch) -> torch.Tensor:
+    """The position ids of a packed batch (one row, PACKED_LENGTHS its examples' lengths), each example's as if it
+    were alone: (1, length) for 1-D positions; for M-RoPE (4, 1, length), the text positions that the Qwen-VL
+    language models read as the packing marks (create_causal_mask finds the examples where they restart), then the
+    three rows the model's own get_rope_index gives each example. The examples are laid out as a right-padded
+    batch for that call, which computes each row alone and takes the images in order, as the padded batch's did."""
+    lengths = batch[PACKED_LENGTHS].tolist()
+    input_ids = batch["input_ids"]
+    starts = torch.arange(max(lengths), device=input_ids.device)[None]
+    mask = starts < torch.tensor(lengths, device=input_ids.device)[:, None]
+    text = (mask.cumsum(dim=1) - 1)[mask][None]
+    get_rope_index = rope_index(model)
+    if get_rope_index is None:
+        return text
+    inputs = {key: batch[key] for key in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts") if key in batch}
+    for key in ("input_ids", "mm_token_type_ids"):
+        rows = torch.zeros(mask.shape, dtype=batch[key].dtype, device=input_ids.device)
+        rows[mask] = batch[key][0]
+        inputs[key] = rows
+    rope, _ = get_rope_index(attention_mask=mask.long(), **inputs)
+    return torch.cat([text[None], rope[:, mask][:, None]]).to(input_ids.device)
+
+
+def packing_refusal(model) -> str | None:
+    """Why --packing true cannot train this model, or None where it can: a probe of its language model on two
+    short token runs packed in one row, with the position ids packed_position_ids gives (1-D, or M-RoPE's four
+    rows), against the second run alone. A model that does not keep packed examples apart, or does not read those
+    position ids, gives the second run other hidden states (or fails); its family is named."""
+    core = parts.unwrapped(model)
+    language = core.get_decoder()
+    first, second = torch.arange(3, 8), torch.arange(11, 15)  # token ids of any vocabulary
+
+    def positions(*runs):
+        text = torch.cat([torch.arange(len(run)) for run in runs])[None]
+        return text if rope_index(core) is None else text[None].expand(4, 1, -1)  # a text-only run's M-RoPE rows
+
+    embed = core.get_input_embeddings()
+    training = language.training
+    language.eval()
+    try:
+        with torch.no_grad():
+            device = embed.weight.device
+            # use_cache=False, as PartsTrainer passes it with a packed batch: with a cache (the config's use_cache,
+            # which the model takes while training without checkpointing) create_causal_mask looks for no packing
+            alone = language(inputs_embeds=embed(second.to(device))[None], position_ids=positions(second).to(device),
+                             use_cache=False).last_hidden_state[0]
+            both = language(inputs_embeds=embed(torch.cat([first, second]).to(device))[None],
+                            position_ids=positions(first, second).to(device),
+                            use_cache=False).last_hidden_state[0, len(first):]
+        error = None
+        tolerance = 1e-4 if alone.dtype == torch.float32 else 5e-2
+        difference = float((both.float() - alone.float()).norm() / alone.float().norm())
+    except Exception as failure:  # any failure of the probe: the model does not take packed position ids
+        error = f"{type(failure).__name__}: {failure}"
+    finally:
+        language.train(training)
+    if error is None and difference <= tolerance:
+        return None
+    seen = error or f"an example's hidden states change by {difference:.1%} when another is packed before it"
+    return (f"--packing true does not fit {core.config.model_type} ({type(core).__name__}): its language model does "
+            f"not keep packed examples apart by their position ids ({seen}). Train without --packing.")

@@ -146,15 +146,22 @@ class TrainCollator:
     - "all": every position.
     bench/logits_to_keep.py measures them side by side. `trim_logits` is the old spelling (True: "suffix", False:
     "all"), kept for the callers that still use it.
+
+    With `packing`, the batch is one row: the examples' tokens one after the other, no padding and no
+    attention_mask, and PACKED_LENGTHS the examples' lengths, from which PartsTrainer makes each example's own
+    position ids with the model (vlmtune.batching.packed_position_ids) before the forward; the logits modes are
+    those of that row, and give the padded batch's loss.
     """
 
-    def __init__(self, processor, logits: str = "supervised", trim_logits: bool | None = None):
+    def __init__(self, processor, logits: str = "supervised", trim_logits: bool | None = None,
+                 packing: bool = False):
         if trim_logits is not None:
             logits = "suffix" if trim_logits else "all"
         if logits not in LOGITS:
             raise ValueError(f"logits={logits!r}: choose one of {', '.join(LOGITS)}")
         self.processor = processor
         self.logits = logits
+        self.packing = packing
         tokenizer = processor.tokenizer
         self.reply_header = reply_header_ids(processor)
         self.end_id = tokenizer.convert_tokens_to_ids(reply_end(processor)[0])
@@ -166,6 +173,8 @@ class TrainCollator:
                                padding_side="right", return_tensors="pt")
         labels = torch.tensor([label_mask(row, self.reply_header, self.end_id) for row in batch["input_ids"].tolist()])
         labels[batch["attention_mask"] == 0] = IGNORE_INDEX
+        if self.packing:
+            batch, labels = packed(batch, labels)
         if self.logits == "supervised":
             # Position t's logits predict token t+1 (transformers' causal loss shifts the labels the same way).
             keep = torch.zeros_like(labels, dtype=torch.bool)  # the last position predicts nothing
@@ -179,6 +188,32 @@ class TrainCollator:
             labels = labels[:, first:]
         batch["labels"] = labels
         return batch
+
+
+PACKED_LENGTHS = "packed_lengths"  # a packed batch's example lengths, taken out before the forward
+
+
+def packed(batch, labels: torch.Tensor):
+    """(batch, labels) of a right-padded batch made one row: each example's real tokens, one after the other, in
+    every per-token tensor (input_ids, mm_token_type_ids, ...); the per-image ones (pixel_values, image_grid_thw)
+    are in that order already. No attention_mask: the examples are told apart by their position ids, which
+    restart at each (masking_utils.create_causal_mask then keeps each one's attention to itself).
+
+    Written here because transformers' DataCollatorWithFlattening drops the pixel inputs and gives one row of
+    positions, where Qwen's M-RoPE needs three of its own per example.
+
+    Position t's label is the token t+1, so the last position of an example is taught its successor's first
+    token, unless that is IGNORE_INDEX, as the prompt's first token always is: checked here."""
+    mask = batch.pop("attention_mask").bool()
+    lengths = mask.sum(dim=1)
+    if not (labels[:, 0] == IGNORE_INDEX).all():
+        raise ValueError("packing needs every example's first label ignored (its prompt): the loss of one example "
+                         "would read the next one's first token")
+    for key, value in batch.items():
+        if torch.is_tensor(value) and value.shape[:2] == mask.shape:
+            batch[key] = value[mask][None]
+    batch[PACKED_LENGTHS] = lengths
+    return batch, labels[mask][None]
 
 
 def reply_header_ids(processor) -> list[int]:

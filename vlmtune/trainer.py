@@ -11,9 +11,9 @@ from transformers.loss.loss_utils import fixed_cross_entropy
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from . import parts, saving
-from .batching import EpochLengthGroupedSampler, PaddingCount, WorkerCollator, raise_carried
+from .batching import EpochLengthGroupedSampler, PaddingCount, WorkerCollator, packed_position_ids, raise_carried
 from .checkpoints import SafeCheckpoints
-from .collator import IGNORE_INDEX
+from .collator import IGNORE_INDEX, PACKED_LENGTHS
 from .evaluation import TaskMetricEvaluation
 
 
@@ -93,8 +93,17 @@ class PartsTrainer(TaskMetricEvaluation, SafeCheckpoints, Trainer):
         return super().get_batch_samples(self.padding.checked(epoch_iterator), num_batches, device)
 
     def _prepare_inputs(self, inputs):
+        """The batch on the device; a packed one (TrainCollator(packing=True)) given its examples' own position
+        ids, made here with the model (M-RoPE's get_rope_index) as the collator in a worker process cannot, and
+        no cache: with one, transformers' mask would not look for the packed examples and let them see each
+        other (the config's use_cache is on while training without checkpointing)."""
         raise_carried(inputs)  # an evaluation batch's unreadable image, from a worker
-        return super()._prepare_inputs(inputs)
+        inputs = super()._prepare_inputs(inputs)
+        if PACKED_LENGTHS in inputs:
+            inputs["position_ids"] = packed_position_ids(self.model, inputs)
+            inputs["use_cache"] = False
+            del inputs[PACKED_LENGTHS]
+        return inputs
 
     def _save_checkpoint(self, model, trial):
         """The Trainer's checkpoint save, with a failed one (a full disk) removed and named: the Trainer writes
