@@ -18,21 +18,24 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 TINY_MODEL = ROOT / "models" / "tiny-qwen2-vl"
 BUILD_LOCK = ROOT / "models" / ".tiny-qwen2-vl.build-lock"  # held by whoever builds the tiny model
+BUILDING = "VLMTUNE_TESTS_BUILDING_TINY_MODEL"  # set for the xdist workers while the controller's process builds it
 _builder = None
 
 
 def pytest_configure(config):
     """Under pytest-xdist (`-n auto`, the README's test command), the workers share the cores: each gets its share of
     torch threads, since tiny models' small matrices gain less from threads than from running two tests at once.
-    And the tiny model, when not cached yet, is built from the start in a process of its own while the workers run
-    the tests that do not need it (they come first, pytest_collection_modifyitems): on a fresh clone that hides most
-    of its few minutes."""
+    And the tiny model, when not cached yet, is built from the start in a process of its own, ahead of the workers,
+    which run the tests that do not need it (they come first, pytest_collection_modifyitems) on what the build
+    leaves of the cores."""
     import os
 
     config.addinivalue_line("markers", "long: a test of a minute or more, run first of those that wait for the model")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):  # xdist's controller
         _start_building_the_tiny_model()
+    if os.environ.get(BUILDING) and hasattr(config, "workerinput"):
+        os.nice(10)  # and the scripts its tests start: the build first (_start_building_the_tiny_model)
     if workers > 1:
         import torch
 
@@ -61,13 +64,15 @@ def _start_building_the_tiny_model():
         fcntl.flock(lock, fcntl.LOCK_EX)
         # The builder inherits the locked descriptor, so the lock is held until it exits, and tiny_model_dir waits
         # for it. Its console goes to a log beside the model; load_model.py saves atomically, so a build ended early
-        # leaves nothing that passes for the model. Every core, as `python load_model.py` builds it, with OpenMP
-        # threads that wait passively: beside the workers on the same cores, spinning threads would run 10-50x
-        # slower; once the workers wait for the model, the build has the cores to itself.
+        # leaves nothing that passes for the model. Every core, as `python load_model.py` builds it; the workers
+        # give way to it (BUILDING, pytest_configure), since a fifth of the suite's tests wait for the model: beside
+        # workers of the same priority its two OpenMP threads got 0.8 of a core (1,500 steps in ~18 min where alone
+        # they take ~10), and with passive waiting (which kept them from running 10-50x slower) 1.3 cores alone.
+        os.environ[BUILDING] = "1"  # for the workers xdist starts after this
         with open(TINY_MODEL.parent / ".tiny-qwen2-vl.build.log", "w") as log:
             _builder = subprocess.Popen([sys.executable, "load_model.py", "--model_dir", str(TINY_MODEL)], cwd=ROOT,
                                         stdout=log, stderr=subprocess.STDOUT, pass_fds=(lock.fileno(),),
-                                        env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+                                        env={k: v for k, v in os.environ.items() if k not in (BUILDING,)})
 
 
 def pytest_unconfigure(config):

@@ -240,3 +240,13 @@ def test_the_evaluation_loss_of_packed_batches_is_the_padded_one(tmp_path):
         trainer.args.per_device_eval_batch_size = 3
         losses[packing] = trainer.evaluate(eval_dataset=examples(4))["eval_loss"]
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+
+
+def test_the_packed_attention_bench_sees_the_padded_examples_hidden_states(fixtures_dir, capsys):
+    from bench import packed_attention
+
+    packed_attention.main(["--lengths", "7,12,5", "--repeats", "1", "--mlp", "32"])
+    printed = capsys.readouterr().out
+    assert "3 examples, 24 tokens, longest 12: padded 36 positions, packed 24" in printed
+    difference = float(printed.rsplit("differ by ", 1)[1].split()[0])
+    assert difference < 1e-5, printed

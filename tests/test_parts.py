@@ -220,5 +220,7 @@ def test_ten_adamw_steps_at_2e_5_change_every_weight_of_a_fully_trained_projecto
     changed_weights = sum(int((p.detach() != before[name]).sum()) for name, p in projector.items())
     total = sum(p.numel() for p in projector.values())
     # Measured: 328,575 of 328,576 in fp32 master weights (the one left is a weight whose ten updates happened to
-    # cancel or whose gradient was ~0), 99,462 (30 %) with the projector kept in bf16.
-    assert changed_weights >= total - 1, f"{total - changed_weights} of {total} projector weights unchanged"
+    # cancel or whose gradient was ~0; 2 on a fresh clone's run, whose threads summed in another order), 99,462
+    # (30 %) with the projector kept in bf16. So at most one in 10,000 may stay, far from bf16's 70 %.
+    unchanged = total - changed_weights
+    assert unchanged <= total // 10_000, f"{unchanged} of {total} projector weights unchanged"
