@@ -38,6 +38,9 @@ def main(argv=None):
     if args.hub_token:
         raise SystemExit("--hub_token is refused: SwanLab and shell histories record the command line. Set HF_TOKEN "
                          "in the environment instead (huggingface_hub reads it).")
+    if args.label_smoothing_factor and tune_cfg.logits == "supervised":  # PartsTrainer refuses it, after the model
+        raise SystemExit("train.py: --label_smoothing_factor needs --logits suffix or all: the supervised positions' "
+                         "loss is the plain cross-entropy")
     model_dir = model_cfg.resolved_model_dir
     if not Path(model_dir, "config.json").is_file():
         raise SystemExit(f"No base model in {model_dir}: run `python load_model.py` first (or pass --model_dir).")

@@ -280,6 +280,16 @@ def test_supervised_logits_refuse_label_smoothing(tmp_path):
         trainer_for(fresh_model("tiny-qwen2-vl"), "tiny-qwen2-vl", "supervised", tmp_path, label_smoothing_factor=0.1)
 
 
+def test_train_py_refuses_label_smoothing_with_supervised_logits_in_one_line_before_any_model(tmp_path, capsys):
+    import train
+
+    with pytest.raises(SystemExit) as stop:  # no model and no data there: the flags are checked first
+        train.main(["--model_dir", str(tmp_path / "none"), "--data_dir", str(tmp_path / "none"),
+                    "--output_dir", str(tmp_path / "run"), "--label_smoothing_factor", "0.1"])
+    assert str(stop.value).startswith("train.py: --label_smoothing_factor needs --logits suffix or all")
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_logits_setting_is_checked():
     assert tune().logits == "supervised" and tune().frozen_in_graph is False
     with pytest.raises(SystemExit, match="--logits 'some'"):
