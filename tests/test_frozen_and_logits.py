@@ -20,25 +20,17 @@ import torch
 from transformers import TrainingArguments
 
 import config
-from vlmtune import modeling, parts, tiny, world
+from vlmtune import parts, tiny, world
 from vlmtune.collator import IGNORE_INDEX, TrainCollator
 from vlmtune.trainer import PartsTrainer
+
+import tiny_copies
+from tiny_copies import built, fresh_model
 
 FAMILIES = sorted(tiny.TINY_MODELS)
 RATES = dict.fromkeys(parts.PARTS, 1e-3)
 
 
-@functools.cache
-def built(family):
-    return tiny.TINY_MODELS[family]()
-
-
-def fresh_model(family):
-    """A new copy of the family's tiny model with the same random weights."""
-    model, _ = built(family)
-    copy = type(model)(model.config)
-    copy.load_state_dict(model.state_dict())
-    return copy
 
 
 def tune(*flags):
@@ -62,14 +54,7 @@ def examples(n=3):
 
 
 def lora_model(family, *flags):
-    model = fresh_model(family)
-    torch.manual_seed(0)  # the same LoRA A matrices for every path compared
-    model = modeling.prepare_for_training(model, tune(*flags))
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.05)
-    return model
+    return tiny_copies.lora_model(family, tune(*flags))  # the same LoRA A matrices for every path compared
 
 
 def trainer_for(model, family, logits, tmp_path, dataset=None, **training_args):

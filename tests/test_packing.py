@@ -8,7 +8,6 @@ attention leaking from one example into the next. A real train.py run trains on 
 logged losses and says it computed no padding; a model that does not keep packed examples apart is refused.
 """
 
-import functools
 import json
 from pathlib import Path
 
@@ -19,33 +18,21 @@ from transformers import TrainingArguments, masking_utils
 
 import config
 import train
-from vlmtune import batching, modeling, parts, tiny, trainer as trainer_module, world
+from vlmtune import batching, parts, tiny, trainer as trainer_module, world
 from vlmtune.collator import IGNORE_INDEX, LOGITS, PACKED_LENGTHS, TrainCollator, packed
 from vlmtune.trainer import PartsTrainer
+
+import tiny_copies
+from tiny_copies import built
 
 FAMILIES = sorted(tiny.TINY_MODELS)
 RATES = dict.fromkeys(parts.PARTS, 1e-3)
 
 
-@functools.cache
-def built(family):
-    return tiny.TINY_MODELS[family]()
-
-
 def lora_model(family):
-    """A fresh copy of the family's tiny model with LoRA (r 4, no dropout), its B matrices drawn at random: peft
-    starts them at zero, which would leave every A's gradient zero and their comparison empty."""
-    model, _ = built(family)
-    copy = type(model)(model.config)
-    copy.load_state_dict(model.state_dict())
+    """A fresh copy of the family's tiny model with LoRA (r 4, no dropout), its B matrices drawn at random."""
     tune = config.parse(["--lora_r", "4", "--lora_alpha", "8", "--lora_dropout", "0"], config.TuneConfig)[0]
-    torch.manual_seed(0)
-    copy = modeling.prepare_for_training(copy, tune)
-    with torch.no_grad():
-        for name, parameter in copy.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.05)
-    return copy
+    return tiny_copies.lora_model(family, tune)
 
 
 MORE = ["", " It is alone in the picture.", " Nothing else.", " The background is plain and grey all over it."]

@@ -5,7 +5,6 @@ tiny Qwen2-VL and LLaVA, real Trainer steps in each mode change exactly the para
 and a part whose learning rate is 0 stays bit-identical while the others move.
 """
 
-import functools
 
 import pytest
 import torch
@@ -13,8 +12,10 @@ from transformers import Trainer, TrainingArguments
 
 import config
 import train
-from vlmtune import modeling, parts, tiny, world
+from vlmtune import modeling, parts, world
 from vlmtune.collator import TrainCollator
+
+from tiny_copies import built, fresh_model
 
 LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # family -> (vision module, projector modules, language modules): the layouts of transformers 5
@@ -27,18 +28,6 @@ LAYOUTS = {
 }
 
 
-@functools.cache
-def built(family):
-    return tiny.TINY_MODELS[family]()
-
-
-def fresh_model(family):
-    """A new copy of the family's tiny model with the same initial weights."""
-    model, _ = built(family)
-    copy = type(model)(model.config)
-    copy.load_state_dict(model.state_dict())
-    copy.generation_config = model.generation_config
-    return copy
 
 
 def tune(*flags):
