@@ -27,7 +27,7 @@ from vlmtune.modeling import (check_model_dir, load_model, load_processor, model
                               training_dtype)
 from vlmtune.tasks import TASKS
 from vlmtune.tracking import choose_swanlab_mode, mode_note, tracking_callback
-from vlmtune.trainer import PartsTrainer
+from vlmtune.trainer import PartsTrainer, label_smoothing_refusal
 
 
 def main(argv=None):
@@ -38,9 +38,8 @@ def main(argv=None):
     if args.hub_token:
         raise SystemExit("--hub_token is refused: SwanLab and shell histories record the command line. Set HF_TOKEN "
                          "in the environment instead (huggingface_hub reads it).")
-    if args.label_smoothing_factor and tune_cfg.logits == "supervised":  # PartsTrainer refuses it, after the model
-        raise SystemExit("train.py: --label_smoothing_factor needs --logits suffix or all: the supervised positions' "
-                         "loss is the plain cross-entropy")
+    if refusal := label_smoothing_refusal(tune_cfg.logits, args.label_smoothing_factor):  # before any model loads
+        raise SystemExit(f"train.py: {refusal}")
     model_dir = model_cfg.resolved_model_dir
     if not Path(model_dir, "config.json").is_file():
         raise SystemExit(f"No base model in {model_dir}: run `python load_model.py` first (or pass --model_dir).")

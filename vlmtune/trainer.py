@@ -31,6 +31,15 @@ def supervised_loss(outputs, labels, num_items_in_batch=None):
     return fixed_cross_entropy(outputs.logits.float(), targets, num_items_in_batch, IGNORE_INDEX)
 
 
+def label_smoothing_refusal(logits: str, factor: float) -> str | None:
+    """Why --label_smoothing_factor cannot go with these --logits, or None: supervised_loss is the plain
+    cross-entropy (train.py asks before loading the model, PartsTrainer again for any other caller)."""
+    if factor and logits == "supervised":
+        return ("--label_smoothing_factor needs --logits suffix or all: the supervised positions' loss "
+                "(vlmtune.trainer.supervised_loss) is the plain cross-entropy")
+    return None
+
+
 class PartsTrainer(TaskMetricEvaluation, SafeCheckpoints, Trainer):
     """The Trainer with a learning rate per model part (--learning_rate, --vision_lr, --projector_lr), and
     supervised_loss as its loss for a TrainCollator that projects the supervised positions only."""
@@ -38,9 +47,9 @@ class PartsTrainer(TaskMetricEvaluation, SafeCheckpoints, Trainer):
     def __init__(self, *args, learning_rates: dict[str, float], **kwargs):
         supervised = getattr(kwargs.get("data_collator"), "logits", None) == "supervised"
         if supervised:
-            if getattr(kwargs.get("args"), "label_smoothing_factor", 0):  # the Trainer would ignore it silently
-                raise ValueError("--label_smoothing_factor needs --logits suffix or all: the supervised positions' "
-                                 "loss (vlmtune.trainer.supervised_loss) is the plain cross-entropy")
+            refusal = label_smoothing_refusal("supervised", getattr(kwargs.get("args"), "label_smoothing_factor", 0))
+            if refusal:  # the Trainer would ignore it silently
+                raise ValueError(refusal)
             kwargs.setdefault("compute_loss_func", supervised_loss)
         super().__init__(*args, **kwargs)
         self.learning_rates = learning_rates
