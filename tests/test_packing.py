@@ -97,6 +97,28 @@ def test_a_packed_micro_batch_gives_the_padded_loss_and_every_lora_gradient(fami
         assert relative(grads[name], grad) < 1e-5, (name, relative(grads[name], grad))
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_training_step_builds_no_key_value_cache(family, tmp_path, monkeypatch):
+    """The forwards take use_cache from the config (on: no gradient checkpointing here); a padded training batch's
+    forward still builds no cache, which no loss reads."""
+    caches = []
+    original = PartsTrainer.compute_loss
+
+    def recording(self, model, inputs, *args, **kwargs):
+        language_model = model.get_base_model().model.language_model
+        handle = language_model.register_forward_hook(lambda module, args, output: caches.append(
+            output.past_key_values))
+        try:
+            return original(self, model, inputs, *args, **kwargs)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(PartsTrainer, "compute_loss", recording)
+    step(family, "supervised", False, tmp_path)
+    assert lora_model(family).config.get_text_config().use_cache  # the config would turn it on
+    assert caches == [None]
+
+
 def _one_arange(model, batch):
     """Broken packing: one position count over the whole row, not one per example."""
     right = batching.packed_position_ids(model, batch)

@@ -102,15 +102,16 @@ class PartsTrainer(TaskMetricEvaluation, SafeCheckpoints, Trainer):
         return super().get_batch_samples(self.padding.checked(epoch_iterator), num_batches, device)
 
     def _prepare_inputs(self, inputs):
-        """The batch on the device; a packed one (TrainCollator(packing=True)) given its examples' own position
-        ids, made here with the model (M-RoPE's get_rope_index) as the collator in a worker process cannot, and
-        no cache: with one, transformers' mask would not look for the packed examples and let them see each
-        other (the config's use_cache is on while training without checkpointing)."""
+        """The batch on the device, with no cache: the forwards take use_cache from the config, on while training
+        without checkpointing, and would build a key/value cache no loss reads (and, for a packed batch, with one
+        transformers' mask would not look for the packed examples and let them see each other). A packed one
+        (TrainCollator(packing=True)) is given its examples' own position ids, made here with the model (M-RoPE's
+        get_rope_index) as the collator in a worker process cannot."""
         raise_carried(inputs)  # an evaluation batch's unreadable image, from a worker
         inputs = super()._prepare_inputs(inputs)
+        inputs["use_cache"] = False
         if PACKED_LENGTHS in inputs:
             inputs["position_ids"] = packed_position_ids(self.model, inputs)
-            inputs["use_cache"] = False
             del inputs[PACKED_LENGTHS]
         return inputs
 
