@@ -12,6 +12,7 @@ flags on the command line win over both.
 import argparse
 import ast
 import difflib
+import functools
 import inspect
 import os
 import sys
@@ -19,11 +20,10 @@ import textwrap
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import torch
 import yaml
-from transformers import AutoConfig, AutoModelForImageTextToText, HfArgumentParser, TrainingArguments
-
-from vlmtune.batching import default_workers
+# HfArgumentParser alone: torch, TrainingArguments and the model classes are imported where a script needs them,
+# so that the data steps and every --help start in a second or two, not the ~8 s those imports take on 2 cores.
+from transformers import HfArgumentParser
 
 # The sources each task reads (data2csv.py): a source holds the labels of some tasks only.
 TASK_SOURCES = {
@@ -259,29 +259,49 @@ class TuneConfig:
         return [name.strip() for name in self.lora_modules.split(",") if name.strip()]
 
 
-# The offline job's training settings; the Trainer's own defaults stand for everything not named here.
-TRAINING_DEFAULTS = dict(
-    output_dir="output/tiny-qwen2-vl-lora",
-    per_device_train_batch_size=8,
-    gradient_accumulation_steps=1,
-    learning_rate=2e-3,
-    num_train_epochs=3,
-    lr_scheduler_type="cosine",
-    warmup_steps=10,
-    logging_steps=10,
-    save_strategy="no",
-    report_to=["swanlab"],
-    gradient_checkpointing=False,
-    remove_unused_columns=False,
-    prediction_loss_only=True,  # an evaluation's loss without gathering logits; the task metric comes by generation
-    dataloader_num_workers=default_workers(),  # image decoding and the processor beside the training process
-    seed=42,
-    # bf16 autocast wherever the GPU has it: frozen weights load in bf16, trained ones stay fp32 (modeling.py).
-    bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
-    # On a machine without CUDA: the CPU, also when several processes are launched (they then join with gloo; with
-    # use_cpu off they would each train alone on the same batches).
-    use_cpu=not torch.cuda.is_available(),
-)
+@functools.cache
+def training_defaults() -> dict:
+    """The offline job's training settings; the Trainer's own defaults stand for everything not named here.
+    (A function, read as config.TRAINING_DEFAULTS: its CUDA and worker defaults import torch.)"""
+    import torch
+
+    from vlmtune.batching import default_workers
+
+    return dict(
+        output_dir="output/tiny-qwen2-vl-lora",
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=1,
+        learning_rate=2e-3,
+        num_train_epochs=3,
+        lr_scheduler_type="cosine",
+        warmup_steps=10,
+        logging_steps=10,
+        save_strategy="no",
+        report_to=["swanlab"],
+        gradient_checkpointing=False,
+        remove_unused_columns=False,
+        prediction_loss_only=True,  # an evaluation's loss without gathering logits; the task metric comes by generation
+        dataloader_num_workers=default_workers(),  # image decoding and the processor beside the training process
+        seed=42,
+        # bf16 autocast wherever the GPU has it: frozen weights load in bf16, trained ones stay fp32 (modeling.py).
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        # On a machine without CUDA: the CPU, also when several processes are launched (they then join with gloo; with
+        # use_cpu off they would each train alone on the same batches).
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def __getattr__(name):
+    if name == "TRAINING_DEFAULTS":
+        return training_defaults()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def is_training_arguments(group) -> bool:
+    """Whether a parse group is transformers' TrainingArguments (or a subclass), without importing it here."""
+    module = sys.modules.get("transformers.training_args")
+    return module is not None and isinstance(group, type) and issubclass(group, module.TrainingArguments)
+
 
 # The help of TrainingArguments flags whose default the project sets otherwise (transformers' own text would be
 # wrong for train.py); `document` puts it in --help.
@@ -407,9 +427,9 @@ def attribute_docs(group) -> dict[str, str]:
 def document(parser, groups) -> None:
     """Give each of this project's flags its documentation in --help (the parser's formatter adds the default in
     force, a preset's included). TrainingArguments' flags carry transformers' own help already."""
-    docs = {name: doc for group in groups if group is not TrainingArguments
+    docs = {name: doc for group in groups if not is_training_arguments(group)
             for name, doc in attribute_docs(group).items()}
-    if TrainingArguments in groups:
+    if any(is_training_arguments(group) for group in groups):
         docs |= TRAINING_HELP
     for action in parser._actions:  # argparse keeps no public list of its actions
         # the flag itself, not HfArgumentParser's --no_<flag> beside a boolean that defaults to true
@@ -427,6 +447,8 @@ def read_config_file(argv: list, parser) -> dict:
     if not os.path.isfile(argv[at + 1]):
         parser.error(f"--config {argv[at + 1]}: no such file")
     values = read_yaml(argv[at + 1], parser)
+    from transformers import TrainingArguments  # a preset holds every step's keys, the Trainer's too
+
     groups = (DataConfig, ModelConfig, TuneConfig, EvalConfig, DemoConfig, TrainingArguments)
     everywhere = {f.name for group in groups for f in fields(group)}
     unknown = sorted(set(values) - everywhere)
@@ -506,13 +528,16 @@ def refuse_tiny_defaults(argv, *groups) -> None:
     from vlmtune.modeling import check_model_dir
 
     check_model_dir(model_dir, trust, config_only=True)  # a text-only model's config: say so, not a traceback
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
     with torch.device("meta"):
         skeleton = AutoModelForImageTextToText.from_config(
             AutoConfig.from_pretrained(model_dir, trust_remote_code=trust), trust_remote_code=trust)
     size = sum(parameter.numel() for parameter in skeleton.parameters())
     if size <= TINY_MAX_PARAMETERS:
         return
-    tiny = TRAINING_DEFAULTS | {"image_max_pixels": ModelConfig.image_max_pixels}
+    tiny = training_defaults() | {"image_max_pixels": ModelConfig.image_max_pixels}
     paths = presets()
     width = max(len(path.name) for path in paths)
     listed = []

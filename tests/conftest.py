@@ -64,15 +64,17 @@ def _start_building_the_tiny_model():
         fcntl.flock(lock, fcntl.LOCK_EX)
         # The builder inherits the locked descriptor, so the lock is held until it exits, and tiny_model_dir waits
         # for it. Its console goes to a log beside the model; load_model.py saves atomically, so a build ended early
-        # leaves nothing that passes for the model. Every core, as `python load_model.py` builds it; the workers
-        # give way to it (BUILDING, pytest_configure), since a fifth of the suite's tests wait for the model: beside
-        # workers of the same priority its two OpenMP threads got 0.8 of a core (1,500 steps in ~18 min where alone
-        # they take ~10), and with passive waiting (which kept them from running 10-50x slower) 1.3 cores alone.
+        # leaves nothing that passes for the model. One thread, on a core the workers leave it: they give way to it
+        # (BUILDING, pytest_configure), since a fifth of the suite's tests wait for the model, and run the others on
+        # the other core. Measured alone: one thread 556 s and 9.3 CPU-minutes, two threads (as `python
+        # load_model.py` runs) 414 s and 13 CPU-minutes, the difference threads spinning and small matrices split
+        # in two. Another thread count sums in another order, so this build differs from the two-thread one in the
+        # last bits; the suite passes on both (a machine with more cores builds another again).
         os.environ[BUILDING] = "1"  # for the workers xdist starts after this
+        env = {k: v for k, v in os.environ.items() if k not in (BUILDING, "OMP_WAIT_POLICY")} | {"OMP_NUM_THREADS": "1"}
         with open(TINY_MODEL.parent / ".tiny-qwen2-vl.build.log", "w") as log:
             _builder = subprocess.Popen([sys.executable, "load_model.py", "--model_dir", str(TINY_MODEL)], cwd=ROOT,
-                                        stdout=log, stderr=subprocess.STDOUT, pass_fds=(lock.fileno(),),
-                                        env={k: v for k, v in os.environ.items() if k not in (BUILDING,)})
+                                        stdout=log, stderr=subprocess.STDOUT, pass_fds=(lock.fileno(),), env=env)
 
 
 def pytest_unconfigure(config):
@@ -83,9 +85,10 @@ def pytest_unconfigure(config):
 
 # Test modules whose module fixture trains a run for several tests. A module fixture is built once per process, so
 # under xdist each worker that ran one of their tests would train its own copy (the offline default job twice: ~2.5
-# of the suite's ~25 worker-minutes); the scheduler below sends each of these modules to one worker.
+# of the suite's ~25 worker-minutes; each family's run of test_families.py two or three times, ~1 minute); the
+# scheduler below sends each of these modules to one worker.
 SHARED_RUN_MODULES = ("test_pipeline.py", "test_demo.py", "test_swanlab.py", "test_report.py", "test_progress.py",
-                      "test_train_bench.py")
+                      "test_train_bench.py", "test_families.py")
 
 
 @pytest.hookimpl(optionalhook=True)
