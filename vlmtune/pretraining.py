@@ -16,13 +16,13 @@ Each answer names all four attributes, which teaches four times as much per imag
 that, a loss over the answers' own few dozen tokens (answer_vocabulary_loss) and training only the rows of the
 embedding those tokens use (live_rows) are what make a few minutes on 2 CPU cores enough. The words matter as much
 as the knowledge: with tied embeddings, a token the model never wrote keeps an output row that pretraining pushed
-away from every hidden state, and LoRA, which leaves that row frozen, barely learns to write it. Measured: a base that only knew a terse list
-reached 0.08 to 0.88 exact match on captions, unstable; one that had never written 'small' at the start of a line
-reached 0.25 VQA accuracy; one that had never written a digit stayed at loss 9.2 on grounding. So every task's
-answer is made of tokens the base has written, in another arrangement: one attribute per line (VQA's one-word
-answers, the classes 'small circle' ...), the box in the model's own marks but in pixels rather than the
-thousandths its grounding answers use. Mixing in questions with other answer forms (a box alone, one word, lists in
-any order) cost what the model sees: 46 to 60 % right on shape after 700 steps (bench/RESULTS.md).
+away from every hidden state, and LoRA, which leaves that row frozen, barely learns to write it. Measured: a base
+that only knew a terse list reached 0.08 to 0.88 exact match on captions, unstable; one that had never written
+'small' at the start of a line reached 0.25 VQA accuracy; one that had never written a digit stayed at loss 9.2 on
+grounding. So every task's answer is made of tokens the base has written, in another arrangement: one attribute per
+line (VQA's one-word answers, the classes 'small circle' ...), the box in the model's own marks but in pixels rather
+than the thousandths its grounding answers use. Mixing in questions with other answer forms (a box alone, one word,
+lists in any order) cost what the model sees: 46 to 60 % right on shape after 700 steps (bench/RESULTS.md).
 """
 
 import contextlib
