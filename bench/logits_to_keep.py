@@ -37,8 +37,8 @@ def main(argv=None):
     model.train()
     scenes = pretraining.PretrainingScenes(args.batch_size, "qwen2_vl")
     examples = [scenes[i] for i in range(args.batch_size)]  # half lists, half sentences
-    full = TrainCollator(processor, trim_logits=False)(examples)
-    trimmed = TrainCollator(processor, trim_logits=True)(examples)
+    full = TrainCollator(processor, logits="all")(examples)
+    trimmed = TrainCollator(processor, logits="suffix")(examples)
     step(model, full)  # warm-up
     vocabulary = torch.tensor(pretraining.answer_vocabulary(processor, "qwen2_vl"))
     times = {"full": [], "trimmed": [], "answer vocabulary": []}

@@ -41,7 +41,7 @@ def test_an_evaluation_logs_the_loss_and_the_task_metric_equal_to_answering_the_
     args = TrainingArguments(output_dir=str(tmp_path / "run"), report_to=[], use_cpu=True,
                              per_device_eval_batch_size=2, remove_unused_columns=False)
     trainer = _EvaluatingTrainer(model=model, args=args, eval_dataset=examples,
-                                 data_collator=TrainCollator(processor, trim_logits=False))
+                                 data_collator=TrainCollator(processor, logits="all"))
     trainer.task_evaluation = (task, rows, questions, processor, settings)
     metrics = trainer.evaluate()
 

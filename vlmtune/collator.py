@@ -144,8 +144,7 @@ class TrainCollator:
       integer `logits_to_keep`, the labels cut to it; the model computes its own loss. Rows' replies of different
       lengths, and the padding after them, are projected too.
     - "all": every position.
-    bench/logits_to_keep.py measures them side by side. `trim_logits` is the old spelling (True: "suffix", False:
-    "all"), kept for the callers that still use it.
+    bench/logits_to_keep.py measures them side by side.
 
     With `packing`, the batch is one row: the examples' tokens one after the other, no padding and no
     attention_mask, and PACKED_LENGTHS the examples' lengths, from which PartsTrainer makes each example's own
@@ -153,10 +152,7 @@ class TrainCollator:
     those of that row, and give the padded batch's loss.
     """
 
-    def __init__(self, processor, logits: str = "supervised", trim_logits: bool | None = None,
-                 packing: bool = False):
-        if trim_logits is not None:
-            logits = "suffix" if trim_logits else "all"
+    def __init__(self, processor, logits: str = "supervised", packing: bool = False):
         if logits not in LOGITS:
             raise ValueError(f"logits={logits!r}: choose one of {', '.join(LOGITS)}")
         self.processor = processor
