@@ -262,7 +262,7 @@ class TuneConfig:
 @functools.cache
 def training_defaults() -> dict:
     """The offline job's training settings; the Trainer's own defaults stand for everything not named here.
-    (A function, read as config.TRAINING_DEFAULTS: its CUDA and worker defaults import torch.)"""
+    (A function: its CUDA and worker defaults import torch, which the data steps do not need.)"""
     import torch
 
     from vlmtune.batching import default_workers
@@ -289,12 +289,6 @@ def training_defaults() -> dict:
         # use_cpu off they would each train alone on the same batches).
         use_cpu=not torch.cuda.is_available(),
     )
-
-
-def __getattr__(name):
-    if name == "TRAINING_DEFAULTS":
-        return training_defaults()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def is_training_arguments(group) -> bool:

@@ -34,7 +34,7 @@ def main(argv=None):
     # ---- Config
     groups = (config.DataConfig, config.ModelConfig, config.TuneConfig, TrainingArguments)
     config.refuse_tiny_defaults(argv, *groups)  # a real checkpoint left with tiny settings stops; before parse
-    data_cfg, model_cfg, tune_cfg, args = config.parse(argv, *groups, defaults=config.TRAINING_DEFAULTS)
+    data_cfg, model_cfg, tune_cfg, args = config.parse(argv, *groups, defaults=config.training_defaults())
     if args.hub_token:
         raise SystemExit("--hub_token is refused: SwanLab and shell histories record the command line. Set HF_TOKEN "
                          "in the environment instead (huggingface_hub reads it).")

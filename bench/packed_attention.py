@@ -90,7 +90,8 @@ def main(argv=None):
             for name, batch in batches.items():
                 times[name].append(step(model, batch))
         padded, packed = (statistics.median(times[name]) for name in ("padded", "packed"))
-        print(f"{attn}: padded {padded:.3f} s, packed {packed:.3f} s: packed / padded {packed / padded:.2f} (hidden states differ by {difference:.1e} at most)")
+        print(f"{attn}: padded {padded:.3f} s, packed {packed:.3f} s: packed / padded {packed / padded:.2f} "
+              f"(hidden states differ by {difference:.1e} at most)")
 
 
 if __name__ == "__main__":

@@ -211,8 +211,8 @@ def default_of(setting: str):
     for group in (config.TuneConfig, TrainingArguments):
         for f in fields(group):
             if f.name == setting:
-                if group is TrainingArguments and setting in config.TRAINING_DEFAULTS:
-                    return config.TRAINING_DEFAULTS[setting]
+                if group is TrainingArguments and setting in config.training_defaults():
+                    return config.training_defaults()[setting]
                 return f.default
     raise KeyError(setting)
 

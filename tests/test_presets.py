@@ -19,7 +19,7 @@ STEPS = {  # the groups each step parses, and its defaults
     "data2csv.py": ((config.DataConfig,), None),
     "csv2json.py": ((config.DataConfig,), None),
     "load_model.py": ((config.ModelConfig,), None),
-    "train.py": (TRAIN, config.TRAINING_DEFAULTS),
+    "train.py": (TRAIN, config.training_defaults()),
     "test.py": ((config.EvalConfig,), None),
 }
 # TrainingArguments checks --bf16 against this machine's GPU and imports deepspeed for --deepspeed; a test machine may
@@ -98,7 +98,7 @@ def test_each_preset_has_data_and_run_folders_of_its_own_named_after_it():
     folders = {}
     for name in PRESETS:
         data, args = config.parse(["--config", str(config.PRESETS_DIR / name), *THIS_MACHINE], config.DataConfig,
-                                  TrainingArguments, defaults=config.TRAINING_DEFAULTS)
+                                  TrainingArguments, defaults=config.training_defaults())
         folders[name] = (data.resolved_data_dir, args.output_dir)
     assert folders == {name: (f"input/{Path(name).stem.replace('_', '-')}",
                               f"output/{Path(name).stem.replace('_', '-')}") for name in PRESETS}

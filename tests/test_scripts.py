@@ -50,7 +50,7 @@ def test_real_run_preset_resolves_to_the_tutorial_recipe():
         # --use_cpu: the preset's bf16 is checked against the machine's GPU when TrainingArguments is built.
         ["--config", str(ROOT / "scripts/qwen2-vl-2b_coco.yaml"), "--use_cpu", "true"],
         config.DataConfig, config.ModelConfig, config.TuneConfig, TrainingArguments,
-        defaults=config.TRAINING_DEFAULTS)
+        defaults=config.training_defaults())
     assert (data.source, data.resolved_dataset_id, data.num_samples, data.val_size) == (
         "modelscope", "modelscope/coco_2014_caption", 500, 4)
     assert (model.base_model, model.hub, model.resolved_model_dir) == (
@@ -65,9 +65,9 @@ def test_flags_win_over_the_config_file_which_wins_over_defaults(tmp_path):
     preset = tmp_path / "p.yaml"
     preset.write_text(yaml.safe_dump({"learning_rate": 0.5, "lora_r": 8, "num_samples": 3}))
     data, lora, args = config.parse(["--config", str(preset), "--lora_r", "4"], config.DataConfig,
-                                    config.TuneConfig, TrainingArguments, defaults=config.TRAINING_DEFAULTS)
+                                    config.TuneConfig, TrainingArguments, defaults=config.training_defaults())
     assert (args.learning_rate, lora.lora_r, data.num_samples) == (0.5, 4, 3)
-    assert args.output_dir == config.TRAINING_DEFAULTS["output_dir"]
+    assert args.output_dir == config.training_defaults()["output_dir"]
 
 
 def test_unknown_key_in_config_file_names_the_key(tmp_path):
