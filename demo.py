@@ -134,7 +134,8 @@ def build(demo_cfg, gr):
                             for who in ("Base model", "Fine-tuned model")]
         if task == "grounding":
             outputs.append(gr.AnnotatedImage(label="Boxes", color_map=BOX_COLORS, format="png", height=420))
-        picked.change(pick, picked, [image, question, reference], api_name="pick")
+        # .input, not .change: a person's pick, not the upload below unpicking, which would clear the upload
+        picked.input(pick, picked, [image, question, reference], api_name="pick")
         image.upload(lambda: (None, ""), None, [picked, reference], api_name=False)  # an own picture: no reference
         # one answer at a time: the base answers through the same model, its adapter disabled for the while
         ask_button.click(answer, [image, question, picked], outputs, api_name="answer", concurrency_limit=1)

@@ -188,6 +188,12 @@ def test_the_page_renders_offline_with_the_image_input_and_both_answer_panes(gro
     assert page.locator("input[type=file]").count() >= 1  # the image upload
     # as a person does: upload the PNG, ask, and read both answers (test.py's for that image)
     page.locator("input[type=file]").first.set_input_files(str(png))
+    preview = page.locator(f'img[src*="/gradio_api/file="][src$="/{png.name}"]')
+    expect(preview).to_be_visible()  # the upload is in, and shown
+    # an upload unpicks the validation image; that must not clear the upload (it did, picking "no image"): the picture
+    # is still there once the upload's events are over, as the person who clicks "Ask" sees it
+    page.wait_for_timeout(2_000)
+    expect(preview).to_be_visible(timeout=1)
     page.get_by_role("button", name="Ask both models").click()
     expect(base_pane).to_have_value(extra[0]["base"], timeout=120_000)
     expect(tuned_pane).to_have_value(extra[0]["prediction"])
@@ -195,6 +201,12 @@ def test_the_page_renders_offline_with_the_image_input_and_both_answer_panes(gro
     expect(shown.first).to_be_visible()
     sizes = shown.evaluate_all("images => images.map(image => [image.complete, image.naturalWidth])")
     assert len(sizes) >= 2 and all(complete and width > 0 for complete, width in sizes), sizes
+    # a person's pick from the list shows that validation image and its reference (an upload, above, is no pick)
+    row = grounding_run["rows"][0]
+    page.get_by_label("Pick a validation image").click()
+    page.get_by_role("option", name=row["id"]).click()
+    expect(page.get_by_label("Reference (of the validation image)")).to_have_value(row["reference"])
+    expect(page.locator(f'img[src*="/gradio_api/file="][src$="/{Path(row["image"]).name}"]')).to_be_visible()
     outside = [url for url in requested if not url.startswith((app_url, "data:", "blob:"))]
     assert outside == [], "the page fetched from outside this machine"
     # gradio ends an answer's event stream (queue/data) itself once the answer is in: the browser calls that aborted
