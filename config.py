@@ -169,6 +169,10 @@ class ModelConfig:
     """Local folder of the base model; empty means models/<last part of base_model>."""
     pretrain_steps: int = 1500
     """load_model.py, tiny models only: steps of the short pretraining on the synthetic world."""
+    pretrain_workers: int = 0
+    """load_model.py, tiny models only: processes that render and process the pretraining's scenes beside the
+    training process (0: in it). 1 speeds up a build given fewer torch threads than cores (the test suite's); where
+    the threads already use every core, it gains nothing. The model is the same to the bit either way."""
     trust_remote_code: bool = False
     """Run code shipped inside a model repository. Off: the supported families need none."""
     image_min_pixels: int = 3136
@@ -177,6 +181,8 @@ class ModelConfig:
     """Qwen resize: an image larger than this many pixels is scaled down (one image token per 28 x 28 pixels)."""
 
     def __post_init__(self):
+        if self.pretrain_workers < 0:
+            raise ValueError(f"--pretrain_workers must be 0 or more, got {self.pretrain_workers}")
         if self.hub not in ("modelscope", "huggingface"):
             raise ValueError(f"--hub must be modelscope or huggingface, got {self.hub!r}")
         if not 0 < self.image_min_pixels <= self.image_max_pixels:

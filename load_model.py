@@ -28,7 +28,8 @@ def main(argv=None):
     start = time.time()
     if model_cfg.base_model in tiny.TINY_MODELS:
         model, processor = tiny.TINY_MODELS[model_cfg.base_model]()
-        log = pretraining.pretrain(model, processor, steps=model_cfg.pretrain_steps)
+        log = pretraining.pretrain(model, processor, steps=model_cfg.pretrain_steps,
+                                   workers=model_cfg.pretrain_workers)
         if log:
             print(f"pretrained {model_cfg.pretrain_steps} steps on the synthetic world: loss "
                   f"{log[0]['loss']:.3f} -> {log[-1]['loss']:.3f}")

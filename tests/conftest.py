@@ -69,11 +69,14 @@ def _start_building_the_tiny_model():
         # the other core. Measured alone: one thread 556 s and 9.3 CPU-minutes, two threads (as `python
         # load_model.py` runs) 414 s and 13 CPU-minutes, the difference threads spinning and small matrices split
         # in two. Another thread count sums in another order, so this build differs from the two-thread one in the
-        # last bits; the suite passes on both (a machine with more cores builds another again).
+        # last bits; the suite passes on both (a machine with more cores builds another again). Its scenes are
+        # rendered in a DataLoader process beside it (--pretrain_workers 1: the same model to the bit), which, not
+        # niced, takes from the tests' core what the build would spend on them.
         os.environ[BUILDING] = "1"  # for the workers xdist starts after this
         env = {k: v for k, v in os.environ.items() if k not in (BUILDING, "OMP_WAIT_POLICY")} | {"OMP_NUM_THREADS": "1"}
         with open(TINY_MODEL.parent / ".tiny-qwen2-vl.build.log", "w") as log:
-            _builder = subprocess.Popen([sys.executable, "load_model.py", "--model_dir", str(TINY_MODEL)], cwd=ROOT,
+            _builder = subprocess.Popen([sys.executable, "load_model.py", "--model_dir", str(TINY_MODEL),
+                                         "--pretrain_workers", "1"], cwd=ROOT,
                                         stdout=log, stderr=subprocess.STDOUT, pass_fds=(lock.fileno(),), env=env)
 
 

@@ -1011,6 +1011,15 @@ def test_invalid_flag_value_is_one_message_naming_the_flag(argv, message):
     assert str(stop.value.code).startswith(message)
 
 
+def test_negative_pretrain_workers_is_one_message_naming_the_flag(tmp_path):
+    """load_model.py --pretrain_workers -1: clear error before any model is built, not torch's DataLoader error.
+    Outcome: clear error."""
+    with pytest.raises(SystemExit) as stop:
+        load_model.main(["--model_dir", str(tmp_path / "tiny"), "--pretrain_workers", "-1"])
+    assert str(stop.value.code) == "load_model.py: --pretrain_workers must be 0 or more, got -1"
+    assert not (tmp_path / "tiny").exists()
+
+
 def test_invalid_projector_mode_stops_train_py_naming_the_flag(tiny_model_dir):
     """--projector lora (TuneConfig's __post_init__ ValueError) in train.py: clear error naming the flag.
     Outcome: clear error."""
