@@ -182,36 +182,6 @@ def live_rows(model, input_ids: list[int], vocabulary: list[int]):
         output.weight.requires_grad_(True)
 
 
-@contextlib.contextmanager
-def patches_as_matmul(model):
-    """Within: a Qwen vision tower embeds its patches with the matrix product its convolution computes.
-
-    Qwen's processors cut an image into patches of 3 x 2 x 14 x 14 values, and the tower's patch embedding is a
-    Conv3d whose kernel is the whole patch (kernel = stride = input): one dot product of the patch with each
-    output channel's kernel, which is the (patches, 1,176) pixels times the flattened (1,176, channels) kernel.
-    PyTorch's CPU convolution takes several times as long for it, its weight's gradient most, about a tenth of the
-    tiny model's pretraining step (bench/patch_embedding.py); no library offers the product for it. The weight is
-    the convolution's own, viewed, so nothing is copied back; the module's forward is its class's again on leaving.
-    Any other tower (LLaVA's CLIP convolves the whole image) is left as it is."""
-    embedding = getattr(getattr(getattr(model, "model", None), "visual", None), "patch_embed", None)
-    conv = getattr(embedding, "proj", None)
-    whole_patch = (isinstance(conv, nn.Conv3d) and conv.kernel_size == conv.stride and conv.groups == 1
-                   and conv.padding == (0, 0, 0) and conv.dilation == (1, 1, 1))
-    if not whole_patch:
-        yield
-        return
-
-    def forward(hidden_states: torch.Tensor) -> torch.Tensor:
-        kernel = conv.weight.view(conv.out_channels, -1)
-        return nn.functional.linear(hidden_states.reshape(-1, kernel.shape[1]).to(kernel.dtype), kernel, conv.bias)
-
-    embedding.forward = forward
-    try:
-        yield
-    finally:
-        del embedding.forward
-
-
 def prompt_ids(processor, model_type: str) -> list[int]:
     """The token ids pretraining's inputs hold besides the answers': chat template, questions, image marks, padding."""
     collator = TrainCollator(processor, logits="suffix")
@@ -243,19 +213,19 @@ def training_arguments(output_dir: str, steps: int, batch_size: int, learning_ra
         lr_scheduler_type="cosine", warmup_steps=steps // 20, weight_decay=0.0, max_grad_norm=1.0,
         logging_steps=max(steps // 10, 1), save_strategy="no", report_to=[], remove_unused_columns=False,
         seed=seed, dataloader_num_workers=workers,
+        dataloader_pin_memory=torch.accelerator.is_available(),  # pinned for a GPU; without one, torch warns
     )
 
 
 def pretrain(model, processor, steps: int, batch_size: int = 16, learning_rate: float = 1e-3, seed: int = 0,
              workers: int = 0):
-    """Full fine-tuning for `steps` steps on fresh scenes (of the rows that get a gradient: live_rows; the patches
-    embedded by patches_as_matmul), rendered by `workers` DataLoader processes (0: in this one); returns the
-    training log (loss per logging step)."""
+    """Full fine-tuning for `steps` steps on fresh scenes (of the rows that get a gradient: live_rows), rendered by
+    `workers` DataLoader processes (0: in this one); returns the training log (loss per logging step)."""
     if steps == 0:
         return []
     model_type = model.config.model_type
     vocabulary = answer_vocabulary(processor, model_type)
-    with tempfile.TemporaryDirectory() as tmp, patches_as_matmul(model), \
+    with tempfile.TemporaryDirectory() as tmp, \
             live_rows(model, prompt_ids(processor, model_type) + vocabulary, vocabulary) as output_rows:
         trainer = AnswerVocabularyTrainer(
             model=model, args=training_arguments(tmp, steps, batch_size, learning_rate, seed, workers),
