@@ -189,7 +189,7 @@ def test_the_page_renders_offline_with_the_image_input_and_both_answer_panes(gro
     # as a person does: upload the PNG, ask, and read both answers (test.py's for that image)
     page.locator("input[type=file]").first.set_input_files(str(png))
     preview = page.locator(f'img[src*="/gradio_api/file="][src$="/{png.name}"]')
-    expect(preview).to_be_visible()  # the upload is in, and shown
+    expect(preview).to_be_visible(timeout=30_000)  # the upload is in, and shown
     # an upload unpicks the validation image; that must not clear the upload (it did, picking "no image"): the picture
     # is still there once the upload's events are over, as the person who clicks "Ask" sees it
     page.wait_for_timeout(2_000)
@@ -205,8 +205,9 @@ def test_the_page_renders_offline_with_the_image_input_and_both_answer_panes(gro
     row = grounding_run["rows"][0]
     page.get_by_label("Pick a validation image").click()
     page.get_by_role("option", name=row["id"]).click()
-    expect(page.get_by_label("Reference (of the validation image)")).to_have_value(row["reference"])
-    expect(page.locator(f'img[src*="/gradio_api/file="][src$="/{Path(row["image"]).name}"]')).to_be_visible()
+    expect(page.get_by_label("Reference (of the validation image)")).to_have_value(row["reference"], timeout=30_000)
+    expect(page.locator(f'img[src*="/gradio_api/file="][src$="/{Path(row["image"]).name}"]')).to_be_visible(
+        timeout=30_000)
     outside = [url for url in requested if not url.startswith((app_url, "data:", "blob:"))]
     assert outside == [], "the page fetched from outside this machine"
     # gradio ends an answer's event stream (queue/data) itself once the answer is in: the browser calls that aborted
